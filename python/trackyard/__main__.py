@@ -1,0 +1,5 @@
+import sys
+
+from trackyard.cli import main
+
+sys.exit(main())

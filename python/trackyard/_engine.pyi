@@ -1,0 +1,6 @@
+"""Typed stub of the Rust extension module `trackyard._engine`."""
+
+__version__: str
+
+def version() -> str: ...
+def debug_build() -> bool: ...

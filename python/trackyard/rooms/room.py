@@ -1,0 +1,273 @@
+"""A room: its settings, its participants and everything they tell each other.
+
+All mutations are synchronous (no awaits) so that, on one event loop, a room's state
+changes are atomic. Slow work (media teardown, webhook delivery) is handed off.
+
+Close cascade: closing a room sends each participant a leave with the reason, closes its
+signal connection and media session, broadcasts nothing further, then emits room_finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from livekit.protocol import models, rtc
+from livekit.protocol.webhook import WebhookEvent
+
+from trackyard import errors, ids
+from trackyard.rooms.participant import Participant, State
+from trackyard.webhooks import events as hooks
+
+log = logging.getLogger(__name__)
+
+Reason = models.DisconnectReason
+Action = rtc.LeaveRequest.Action
+
+
+class EventSink(Protocol):
+    def notify(self, event: WebhookEvent) -> None: ...
+
+
+class RoomSettings:
+    def __init__(self, *, empty_timeout: int, departure_timeout: int, max_participants: int, metadata: str = ""):
+        self.empty_timeout = empty_timeout
+        self.departure_timeout = departure_timeout
+        self.max_participants = max_participants
+        self.metadata = metadata
+
+
+class Room:
+    def __init__(self, name: str, settings: RoomSettings, events: EventSink, *, on_closed: Callable[["Room"], None]):
+        self.sid = ids.new_id(ids.ROOM)
+        self.name = name
+        self.settings = settings
+        self.created_at = time.time()
+        self.created_mono = time.monotonic()
+        self.last_left_mono: float | None = None
+        self.participants: dict[str, Participant] = {}  # by identity
+        self.closed = False
+        self._events = events
+        self._on_closed = on_closed
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- queries ----------------------------------------------------------------------
+    def by_sid(self, sid: str) -> Participant | None:
+        return next((p for p in self.participants.values() if p.sid == sid), None)
+
+    def count_members(self) -> int:
+        """Participants that count toward limits and keep the room open."""
+        return sum(1 for p in self.participants.values() if not p.dependent)
+
+    def is_full_for(self, identity: str, *, dependent: bool) -> bool:
+        """Would one more participant with this identity exceed max_participants?
+
+        Dependent participants never count; a same-identity join replaces its predecessor.
+        """
+        limit = self.settings.max_participants
+        if limit <= 0 or dependent:
+            return False
+        old = self.participants.get(identity)
+        members = self.count_members() - (1 if old is not None and not old.dependent else 0)
+        return members >= limit
+
+    def visible_to(self, viewer: Participant) -> list[Participant]:
+        return [p for p in self.participants.values() if p is not viewer and not p.hidden]
+
+    def to_proto(self) -> models.Room:
+        room = models.Room(
+            sid=self.sid,
+            name=self.name,
+            empty_timeout=self.settings.empty_timeout,
+            departure_timeout=self.settings.departure_timeout,
+            max_participants=self.settings.max_participants,
+            creation_time=int(self.created_at),
+            creation_time_ms=int(self.created_at * 1000),
+            metadata=self.settings.metadata,
+            num_participants=self.count_members(),
+            num_publishers=sum(1 for p in self.participants.values() if p.is_publisher),
+        )
+        return room
+
+    # --- membership -------------------------------------------------------------------
+    def admit(self, participant: Participant) -> None:
+        """Add a participant (evicting an older session of the same identity).
+
+        The caller sends the JoinResponse and then calls `announce`.
+        """
+        if self.closed:
+            raise errors.NotFound("room has already closed")
+        if self.is_full_for(participant.identity, dependent=participant.dependent):
+            raise errors.ResourceExhausted("room has exceeded its max participants")
+        old = self.participants.get(participant.identity)
+        if old is not None:
+            self.remove(old, Reason.DUPLICATE_IDENTITY)
+        self.participants[participant.identity] = participant
+
+    def announce(self, participant: Participant) -> None:
+        self.broadcast_participant(participant)
+
+    def remove(self, participant: Participant, reason: int, *, tell_client: bool = True) -> None:
+        """Take a participant out of the room (leave, removal, eviction or timeout)."""
+        if self.participants.get(participant.identity) is not participant or participant.closed:
+            return
+        del self.participants[participant.identity]
+        if tell_client:
+            participant.send(rtc.SignalResponse(leave=rtc.LeaveRequest(reason=reason, action=Action.DISCONNECT)))
+        participant.disconnect_reason = reason
+        participant.set_state(State.DISCONNECTED)
+        participant.closed = True
+        self._detach(participant)
+        if not participant.dependent:
+            self.last_left_mono = time.monotonic()
+        if not participant.hidden:
+            self._broadcast_update([participant.to_proto()], exclude=participant)
+        room = self.to_proto()
+        info = participant.to_proto()
+        for track in participant.tracks.values():
+            self._events.notify(hooks.track_unpublished(room, info, track))
+        if participant.was_active:
+            self._events.notify(hooks.participant_left(room, info))
+        else:
+            self._events.notify(hooks.participant_connection_aborted(room, info))
+        log.info("participant %s left room %s (%s)", participant.identity, self.name, Reason.Name(reason))
+
+    def _detach(self, participant: Participant) -> None:
+        if participant.sink is not None:
+            participant.sink.close()
+            participant.sink = None
+        if participant.media is not None:
+            self.spawn(participant.media.close())
+            participant.media = None
+
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- broadcasting -----------------------------------------------------------------
+    def _broadcast_update(self, infos: list[models.ParticipantInfo], *, exclude: Participant | None = None) -> None:
+        message = rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=infos))
+        for p in self.participants.values():
+            if p is not exclude:
+                p.send(message)
+
+    def broadcast_participant(self, participant: Participant) -> None:
+        """Tell everyone (the participant included) its current info; hidden ones only learn of themselves."""
+        info = participant.to_proto()
+        if participant.hidden:
+            participant.send(rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=[info])))
+        else:
+            self._broadcast_update([info])
+
+    def broadcast_room(self) -> None:
+        message = rtc.SignalResponse(room_update=rtc.RoomUpdate(room=self.to_proto()))
+        for p in self.participants.values():
+            p.send(message)
+
+    # --- participant lifecycle events -------------------------------------------------
+    def mark_joined(self, participant: Participant) -> None:
+        if participant.set_state(State.JOINED):
+            self.broadcast_participant(participant)
+
+    def mark_active(self, participant: Participant) -> None:
+        if participant.closed:
+            return
+        participant.set_state(State.JOINED)
+        if participant.set_state(State.ACTIVE):
+            self.broadcast_participant(participant)
+            self._events.notify(hooks.participant_joined(self.to_proto(), participant.to_proto()))
+
+    def update_participant(
+        self,
+        participant: Participant,
+        *,
+        name: str = "",
+        metadata: str = "",
+        attributes: dict[str, str] | None = None,
+        permission: models.ParticipantPermission | None = None,
+    ) -> None:
+        """Apply LiveKit's update semantics: empty name/metadata leave them unchanged,
+        attributes merge (an empty value deletes the key), a permission replaces all flags."""
+        if name:
+            participant.name = name
+        if metadata:
+            participant.metadata = metadata
+        for key, value in (attributes or {}).items():
+            if value:
+                participant.attributes[key] = value
+            else:
+                participant.attributes.pop(key, None)
+        if permission is not None:
+            participant.permission = models.ParticipantPermission()
+            participant.permission.CopyFrom(permission)
+            for sid, track in list(participant.tracks.items()):
+                allowed = permission.can_publish and (
+                    not permission.can_publish_sources or track.source in permission.can_publish_sources
+                )
+                if not allowed:
+                    self.unpublish_track(participant, sid)
+        participant.touch()
+        self.broadcast_participant(participant)
+
+    # --- tracks -----------------------------------------------------------------------
+    def publish_track(self, participant: Participant, track: models.TrackInfo) -> None:
+        participant.tracks[track.sid] = track
+        participant.touch()
+        self.broadcast_participant(participant)
+        self._events.notify(hooks.track_published(self.to_proto(), participant.to_proto(), track))
+
+    def unpublish_track(self, participant: Participant, track_sid: str) -> None:
+        track = participant.tracks.pop(track_sid, None)
+        if track is None:
+            return
+        participant.touch()
+        participant.send(rtc.SignalResponse(track_unpublished=rtc.TrackUnpublishedResponse(track_sid=track_sid)))
+        self.broadcast_participant(participant)
+        self._events.notify(hooks.track_unpublished(self.to_proto(), participant.to_proto(), track))
+
+    def set_track_muted(self, participant: Participant, track_sid: str, muted: bool) -> models.TrackInfo | None:
+        track = participant.tracks.get(track_sid)
+        if track is None:
+            return None
+        if track.muted != muted:
+            track.muted = muted
+            participant.touch()
+            self.broadcast_participant(participant)
+        return track
+
+    # --- data -------------------------------------------------------------------------
+    def deliver_data(self, packet: models.DataPacket, sender: Participant | None) -> int:
+        """Relay a data packet to its destinations (all others when none named); returns recipients."""
+        targets: Iterable[Participant]
+        wanted = set(packet.destination_identities)
+        targets = [
+            p for p in self.participants.values()
+            if p is not sender and p.media is not None and (not wanted or p.identity in wanted)
+        ]
+        delivered = 0
+        for p in targets:
+            if p.permission.can_subscribe and p.media.send_data(packet):
+                delivered += 1
+        return delivered
+
+    # --- closing ----------------------------------------------------------------------
+    def should_close(self, now: float) -> bool:
+        if self.closed or self.count_members() > 0:
+            return False
+        if self.last_left_mono is not None:
+            return now - self.last_left_mono >= self.settings.departure_timeout
+        return now - self.created_mono >= self.settings.empty_timeout
+
+    def close(self, reason: int) -> None:
+        if self.closed:
+            return
+        for participant in list(self.participants.values()):
+            self.remove(participant, reason)
+        self.closed = True
+        self._events.notify(hooks.room_finished(self.to_proto()))
+        self._on_closed(self)
+        log.info("room %s closed (%s)", self.name, Reason.Name(reason))

@@ -1,0 +1,179 @@
+"""What a joined participant's signal requests do, and the media events that come back.
+
+`ParticipantSignal` is the glue between one participant, its room and its media session:
+it handles each SignalRequest and implements `MediaEvents` for the media transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from livekit.protocol import models, rtc
+
+from trackyard import ids
+from trackyard.rooms.participant import Participant
+from trackyard.rooms.room import Room
+
+log = logging.getLogger(__name__)
+
+Reason = rtc.RequestResponse.Reason
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def track_info_from_request(request: rtc.AddTrackRequest) -> models.TrackInfo:
+    """The TrackInfo announced for an AddTrack request (before any media arrives)."""
+    track = models.TrackInfo(
+        sid=ids.new_id(ids.TRACK),
+        type=request.type,
+        name=request.name,
+        muted=request.muted,
+        width=request.width,
+        height=request.height,
+        source=request.source,
+        disable_dtx=request.disable_dtx,
+        disable_red=request.disable_red,
+        stereo=request.stereo,
+        encryption=request.encryption,
+        stream=request.stream,
+        backup_codec_policy=request.backup_codec_policy,
+    )
+    track.layers.extend(request.layers)
+    track.audio_features.extend(request.audio_features)
+    track.packet_trailer_features.extend(request.packet_trailer_features)
+    for codec in request.simulcast_codecs:
+        info = track.codecs.add(cid=codec.cid)
+        if codec.codec:
+            kind = "audio" if request.type == models.TrackType.AUDIO else "video"
+            info.mime_type = f"{kind}/{codec.codec}" if "/" not in codec.codec else codec.codec
+        info.layers.extend(codec.layers)
+    if track.codecs and track.codecs[0].mime_type:
+        track.mime_type = track.codecs[0].mime_type
+    return track
+
+
+class ParticipantSignal:
+    """Handles one participant's requests; also its media session's event sink."""
+
+    def __init__(self, room: Room, participant: Participant) -> None:
+        self.room = room
+        self.participant = participant
+        self.cid_by_sid: dict[str, str] = {}
+
+    # --- requests from the client -----------------------------------------------------
+    async def handle(self, request: rtc.SignalRequest) -> None:
+        kind = request.WhichOneof("message")
+        handler = getattr(self, f"_on_{kind}", None) if kind else None
+        if handler is None:
+            log.debug("ignoring %s from %s", kind, self.participant.identity)
+            return
+        await handler(getattr(request, kind))
+
+    def _reply(self, **message) -> None:
+        self.participant.send(rtc.SignalResponse(**message))
+
+    async def _on_ping(self, timestamp: int) -> None:
+        self._reply(pong=_now_ms())
+
+    async def _on_ping_req(self, ping: rtc.Ping) -> None:
+        self._reply(pong_resp=rtc.Pong(last_ping_timestamp=ping.timestamp, timestamp=_now_ms()))
+
+    async def _on_offer(self, offer: rtc.SessionDescription) -> None:
+        self.room.mark_joined(self.participant)
+        if self.participant.media is not None:
+            await self.participant.media.handle_offer(offer)
+
+    async def _on_answer(self, answer: rtc.SessionDescription) -> None:
+        if self.participant.media is not None:
+            await self.participant.media.handle_answer(answer)
+
+    async def _on_trickle(self, trickle: rtc.TrickleRequest) -> None:
+        if self.participant.media is not None:
+            await self.participant.media.handle_trickle(trickle)
+
+    async def _on_add_track(self, request: rtc.AddTrackRequest) -> None:
+        self.add_track(request)
+
+    def add_track(self, request: rtc.AddTrackRequest) -> None:
+        p = self.participant
+        perm = p.permission
+        allowed = perm.can_publish and (not perm.can_publish_sources or request.source in perm.can_publish_sources)
+        if not allowed or not request.cid or request.type not in (models.TrackType.AUDIO, models.TrackType.VIDEO):
+            log.info("refused add_track %r from %s", request.name, p.identity)
+            reason = Reason.NOT_ALLOWED if not allowed else Reason.INVALID_REQUEST
+            self._reply(request_response=rtc.RequestResponse(reason=reason, add_track=request))
+            return
+        track = p.pending_tracks.get(request.cid)
+        if track is None:
+            track = track_info_from_request(request)
+            p.pending_tracks[request.cid] = track
+            self.cid_by_sid[track.sid] = request.cid
+        self._reply(track_published=rtc.TrackPublishedResponse(cid=request.cid, track=track))
+
+    async def _on_mute(self, request: rtc.MuteTrackRequest) -> None:
+        pending = next((t for t in self.participant.pending_tracks.values() if t.sid == request.sid), None)
+        if pending is not None:
+            pending.muted = request.muted
+        self.room.set_track_muted(self.participant, request.sid, request.muted)
+
+    async def _on_subscription(self, request: rtc.UpdateSubscription) -> None:
+        sids = list(request.track_sids)
+        for pt in request.participant_tracks:
+            sids.extend(pt.track_sids)
+        for sid in sids:
+            self.participant.subscription_requests[sid] = request.subscribe
+
+    async def _on_track_setting(self, request: rtc.UpdateTrackSettings) -> None:
+        for sid in request.track_sids:
+            if request.disabled:
+                self.participant.disabled_tracks.add(sid)
+            else:
+                self.participant.disabled_tracks.discard(sid)
+
+    async def _on_update_metadata(self, request: rtc.UpdateParticipantMetadata) -> None:
+        p = self.participant
+        if not p.permission.can_update_metadata:
+            self._reply(request_response=rtc.RequestResponse(
+                request_id=request.request_id, reason=Reason.NOT_ALLOWED, update_metadata=request))
+            return
+        self.room.update_participant(p, name=request.name, metadata=request.metadata, attributes=dict(request.attributes))
+        self._reply(request_response=rtc.RequestResponse(request_id=request.request_id, reason=Reason.OK))
+
+    async def _on_leave(self, request: rtc.LeaveRequest) -> None:
+        self.room.remove(self.participant, models.DisconnectReason.CLIENT_INITIATED, tell_client=False)
+
+    # --- events from the media transport (MediaEvents) --------------------------------
+    def on_transport_connected(self) -> None:
+        self.room.mark_active(self.participant)
+
+    def on_transport_failed(self) -> None:
+        log.info("media transport of %s failed", self.participant.identity)
+
+    def on_track_received(self, cid: str, mid: str, mime_type: str) -> None:
+        track = self.participant.pending_tracks.pop(cid, None)
+        if track is None:
+            log.debug("media for unknown cid %s from %s", cid, self.participant.identity)
+            return
+        track.mid = mid
+        if mime_type:
+            track.mime_type = mime_type
+        self.room.publish_track(self.participant, track)
+
+    def on_track_ended(self, cid: str) -> None:
+        sid = next((s for s, c in self.cid_by_sid.items() if c == cid), None)
+        if sid is not None:
+            self.room.unpublish_track(self.participant, sid)
+
+    def on_data_received(self, packet: models.DataPacket) -> None:
+        p = self.participant
+        if not p.permission.can_publish_data:
+            return
+        packet.participant_identity = p.identity
+        packet.participant_sid = p.sid
+        self.room.deliver_data(packet, p)
+
+    def send_signal(self, response: rtc.SignalResponse) -> None:
+        self.participant.send(response)
