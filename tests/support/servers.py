@@ -1,0 +1,170 @@
+"""Start real trackyard servers for tests.
+
+`ServerProcess` runs `python -m trackyard server --config FILE` as a subprocess on a free
+loopback port (the way an operator runs it) and stops it by PID. `InProcessServer` serves
+the same application inside the test's event loop, for tests that plug in a test media
+backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from trackyard.config import Config, config_to_yaml, load_config
+
+API_KEY = "devkey"
+API_SECRET = "secret-secret-secret-secret-secret"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_config(**sections) -> Config:
+    """A loopback config with one key; keyword arguments override sections, e.g.
+    room={"max_participants": 2}, signal={"reconnect_timeout": 1.0}."""
+    cfg = load_config(body="{}", env={"LIVEKIT_KEYS": f"{API_KEY}: {API_SECRET}"})
+    cfg.bind_addresses = ["127.0.0.1"]
+    cfg.port = free_port()
+    cfg.rtc.udp_port = free_udp_port()
+    cfg.rtc.tcp_port = free_port()
+    for name, values in sections.items():
+        section = getattr(cfg, name)
+        for key, value in values.items():
+            if not hasattr(section, key):
+                raise AttributeError(f"{name}.{key}")
+            setattr(section, key, value)
+    return cfg
+
+
+class ServerProcess:
+    def __init__(self, config: Config, *, extra_args: tuple[str, ...] = ()) -> None:
+        self.config = config
+        self._dir = tempfile.TemporaryDirectory(prefix="trackyard-test-")
+        self.config_path = Path(self._dir.name) / "trackyard.yaml"
+        self.config_path.write_text(config_to_yaml(config))
+        self.log_path = Path(self._dir.name) / "server.log"
+        self.proc: subprocess.Popen | None = None
+        self.extra_args = extra_args
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.config.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.config.port}"
+
+    def start(self, timeout: float = 20.0) -> "ServerProcess":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trackyard", "server", "--config", str(self.config_path), *self.extra_args],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.config.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"server did not start:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def cleanup(self) -> None:
+        self.stop()
+        self._dir.cleanup()
+
+
+class InProcessServer:
+    """The full trackyard application served from the test's own event loop."""
+
+    def __init__(self, config: Config, *, media=None) -> None:
+        from trackyard.server import build_server
+
+        self.config = config
+        self.server = build_server(config, media=media)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def node(self):
+        return self.server.node
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.config.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.config.port}"
+
+    async def start(self) -> "InProcessServer":
+        self._runner = web.AppRunner(self.server.app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.config.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def http_get(url: str, **kwargs) -> tuple[int, str, dict]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, **kwargs) as resp:
+            return resp.status, await resp.text(), dict(resp.headers)
+
+
+async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02, what: str = "condition"):
+    """Poll `predicate` until it returns a truthy value (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
