@@ -8,6 +8,7 @@ import signal
 from dataclasses import dataclass
 
 from aiohttp import web
+from yarl import URL
 from livekit.protocol import models
 
 from trackyard import engine
@@ -86,17 +87,27 @@ async def _double_slash_middleware(request: web.Request, handler):
     while "//" in path:
         path = path.replace("//", "/")
     # re-dispatch through the application so the cleaned path is routed normally
-    return await request.app._handle(request.clone(rel_url=request.rel_url.with_path(path)))
+    url = URL.build(path=path, query_string=request.query_string, encoded=True)
+    return await request.app._handle(request.clone(rel_url=url))
 
 
 async def _health(request: web.Request) -> web.Response:
     return web.Response(text="OK")
 
 
+# The v1 join_request travels in the URL: allow request lines as long as LiveKit's server does.
+MAX_REQUEST_LINE = 1024 * 1024 + 64 * 1024
+
+
+def make_runner(app: web.Application, *, shutdown_timeout: float = 5.0) -> web.AppRunner:
+    return web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout,
+                         max_line_size=MAX_REQUEST_LINE, max_field_size=64 * 1024)
+
+
 async def serve(config: Config, *, media: MediaBackend | None = None) -> None:
     """Run until SIGINT/SIGTERM."""
     server = build_server(config, media=media)
-    runner = web.AppRunner(server.app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    runner = make_runner(server.app)
     await runner.setup()
     for address in config.bind_addresses:
         await web.TCPSite(runner, address, config.port).start()

@@ -141,7 +141,9 @@ class InProcessServer:
         return f"ws://127.0.0.1:{self.config.port}"
 
     async def start(self) -> "InProcessServer":
-        self._runner = web.AppRunner(self.server.app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+        from trackyard.server import make_runner
+
+        self._runner = make_runner(self.server.app, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.config.port).start()
         return self

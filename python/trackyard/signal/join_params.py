@@ -82,7 +82,7 @@ def decode_join_request(encoded: str, *, max_bytes: int) -> rtc.JoinRequest:
     if len(encoded) > max_bytes * 4 // 3 + 4:
         raise errors.InvalidArgument("join_request too large")
     try:
-        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
         wrapped = rtc.WrappedJoinRequest.FromString(raw)
     except (binascii.Error, ValueError, DecodeError):
         raise errors.InvalidArgument("cannot decode join_request") from None
