@@ -76,7 +76,7 @@ class Participant:
         self.api_key = api_key
         self.state: int = State.JOINING
         self.joined_at_ms = int(time.time() * 1000)
-        self.version = 0
+        self.version = 1  # clients order updates by version; it starts at 1 and only grows
         self.disconnect_reason: int = models.DisconnectReason.UNKNOWN_REASON
         self.tracks: dict[str, models.TrackInfo] = {}  # published, by TR_ sid
         self.pending_tracks: dict[str, models.TrackInfo] = {}  # AddTrack awaiting media, by cid

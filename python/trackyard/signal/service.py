@@ -141,7 +141,8 @@ class SignalService:
         )
         participant.send(rtc.SignalResponse(join=self._join_response(room, participant, subscriber_primary)))
         room.announce(participant)
-        log.info("participant %s (%s) joined room %s", participant.identity, participant.sid, room.name)
+        log.info("participant %s (%s) joined room %s via %s", participant.identity, participant.sid, room.name,
+                 "/rtc/v1 (single peer connection)" if params.single_pc else "/rtc (v0, two peer connections)")
         for add_track in params.add_track_requests:
             handler.add_track(add_track)
         if params.publisher_offer is not None:
