@@ -168,6 +168,7 @@ class RoomService:
         room = self.node.rooms.require(req.room)
         user = models.UserPacket(payload=req.data, nonce=req.nonce)
         user.destination_identities.extend(req.destination_identities)
+        user.destination_sids.extend(req.destination_sids)
         if req.HasField("topic"):
             user.topic = req.topic
         packet = models.DataPacket(kind=req.kind, user=user)

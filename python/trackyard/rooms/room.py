@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Protocol
 
 from livekit.protocol import models, rtc
@@ -242,11 +242,17 @@ class Room:
     # --- data -------------------------------------------------------------------------
     def deliver_data(self, packet: models.DataPacket, sender: Participant | None) -> int:
         """Relay a data packet to its destinations (all others when none named); returns recipients."""
-        targets: Iterable[Participant]
         wanted = set(packet.destination_identities)
+        wanted_sids: set[str] = set()
+        if packet.WhichOneof("value") == "user":
+            # older SDKs name destinations only inside the UserPacket (identities or deprecated sids)
+            wanted.update(packet.user.destination_identities)
+            wanted_sids.update(packet.user.destination_sids)
+        targeted = bool(wanted or wanted_sids)
         targets = [
             p for p in self.participants.values()
-            if p is not sender and p.media is not None and (not wanted or p.identity in wanted)
+            if p is not sender and p.media is not None
+            and (not targeted or p.identity in wanted or p.sid in wanted_sids)
         ]
         delivered = 0
         for p in targets:
