@@ -111,9 +111,10 @@ async def serve(config: Config, *, media: MediaBackend | None = None) -> None:
     await runner.setup()
     for address in config.bind_addresses:
         await web.TCPSite(runner, address, config.port).start()
-    log.info("trackyard listening on %s port %d (engine %s%s), node %s",
+    log.info("trackyard listening on %s port %d (engine %s%s, event loop %s), node %s",
              ", ".join(config.bind_addresses), config.port, engine.version(),
-             " debug build" if engine.is_debug_build() else "", server.node.node_id)
+             " debug build" if engine.is_debug_build() else "", type(asyncio.get_running_loop()).__module__,
+             server.node.node_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

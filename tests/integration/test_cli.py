@@ -58,3 +58,35 @@ async def test_server_from_config_file_serves_until_sigterm():
         server.cleanup()
     assert code == 0
     assert time.monotonic() - started < 10
+
+
+async def test_dev_mode_uses_dev_keys_loopback_and_uvloop(tmp_path):
+    import socket
+
+    from support.servers import free_port
+    from support.signal_client import SignalClient
+    from support.tokens import join_token
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "trackyard", "server", "--dev", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "dev server did not start"
+                time.sleep(0.05)
+        client = await SignalClient.connect(f"ws://127.0.0.1:{port}",
+                                            join_token("alice", "r1", key="devkey", secret="secret"))
+        assert (await client.expect("join")).participant.identity == "alice"
+        assert (await client.ping()).last_ping_timestamp > 0
+        await client.close()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert "listening on 127.0.0.1 port" in out
+    assert "event loop uvloop" in out
+    assert "DEBUG" in out  # --dev logs at debug level

@@ -66,6 +66,7 @@ class ParticipantSignal:
     # --- requests from the client -----------------------------------------------------
     async def handle(self, request: rtc.SignalRequest) -> None:
         kind = request.WhichOneof("message")
+        log.debug("%s sent %s", self.participant.identity, kind)
         handler = getattr(self, f"_on_{kind}", None) if kind else None
         if handler is None:
             log.debug("ignoring %s from %s", kind, self.participant.identity)
