@@ -17,8 +17,8 @@ from trackyard.media.dtls import DatagramPort, DtlsSession, parse_fingerprint, s
 
 RTP = bytes.fromhex("8060000100000001deadbeef") + b"media" * 20
 
-POLICIES = {"AEAD_AES_128_GCM": pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
-            "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80}
+POLICIES = {"SRTP_AEAD_AES_128_GCM": pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+            "SRTP_AES128_CM_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80}
 
 
 async def connected_pair(client_profiles=None):
@@ -40,7 +40,7 @@ async def test_handshake_exports_keys_that_decrypt_client_media():
     server, client = await connected_pair()
     assert server.state == "connected" and client.state == "connected"
     keys = server.transport.srtp_keys
-    assert keys.profile == "AEAD_AES_128_GCM"  # the engine's first choice; aiortc offered 256-GCM too
+    assert keys.profile == "SRTP_AEAD_AES_128_GCM"  # the engine's first choice; aiortc offered 256-GCM too
     protected = client._tx_srtp.protect(RTP)
     rx = pylibsrtp.Session(pylibsrtp.Policy(key=keys.remote, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
                                             srtp_profile=POLICIES[keys.profile]))
@@ -54,7 +54,7 @@ async def test_handshake_exports_keys_that_decrypt_client_media():
 async def test_cm_sha1_profile_when_client_offers_only_that():
     from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80
     server, client = await connected_pair([SRTP_AES128_CM_SHA1_80])
-    assert server.transport.srtp_keys.profile == "AES_CM_128_HMAC_SHA1_80"
+    assert server.transport.srtp_keys.profile == "SRTP_AES128_CM_SHA1_80"
     assert len(server.transport.srtp_keys.remote) == 30
     await client.stop(); await server.stop()
 

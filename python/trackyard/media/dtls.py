@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from aiortc.rtcdtlstransport import (
     SRTP_AEAD_AES_128_GCM,
+    SRTP_AEAD_AES_256_GCM,
     SRTP_AES128_CM_SHA1_80,
     RTCCertificate,
     RTCDtlsFingerprint,
@@ -29,8 +30,8 @@ from aiortc.rtcdtlstransport import (
 
 log = logging.getLogger(__name__)
 
-# What the engine's SRTP implements, in order of preference.
-ENGINE_SRTP_PROFILES = [SRTP_AEAD_AES_128_GCM, SRTP_AES128_CM_SHA1_80]
+# What the engine's SRTP implements, in order of preference (128-bit GCM is the cheapest).
+ENGINE_SRTP_PROFILES = [SRTP_AEAD_AES_128_GCM, SRTP_AEAD_AES_256_GCM, SRTP_AES128_CM_SHA1_80]
 PORT_QUEUE_LIMIT = 256
 
 
@@ -78,15 +79,9 @@ class DatagramPort:
 class SrtpKeys:
     """Keying material for one direction pair: key‖salt for each side, as the engine wants it."""
 
-    profile: str  # "AEAD_AES_128_GCM" or "AES_CM_128_HMAC_SHA1_80"
+    profile: str  # OpenSSL/RFC 5764 name, e.g. "SRTP_AEAD_AES_128_GCM"
     local: bytes  # protects what the server sends
     remote: bytes  # unprotects what the peer sends
-
-
-_PROFILE_NAMES = {
-    SRTP_AEAD_AES_128_GCM.openssl_profile: "AEAD_AES_128_GCM",
-    SRTP_AES128_CM_SHA1_80.openssl_profile: "AES_CM_128_HMAC_SHA1_80",
-}
 
 
 class KeyExportingDtlsTransport(RTCDtlsTransport):
@@ -106,7 +101,7 @@ class KeyExportingDtlsTransport(RTCDtlsTransport):
             b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length))
         local_idx, remote_idx = (1, 0) if self._role == "server" else (0, 1)
         self.srtp_keys = SrtpKeys(
-            profile=_PROFILE_NAMES[profile.openssl_profile],
+            profile=profile.openssl_profile.decode(),
             local=profile.get_key_and_salt(material, local_idx),
             remote=profile.get_key_and_salt(material, remote_idx),
         )
