@@ -171,13 +171,21 @@ pub fn vp8_keyframe_size(p: &[u8]) -> Option<(u16, u16)> {
     if f.len() < 10 || f[3..6] != [0x9d, 0x01, 0x2a] {
         return None;
     }
-    Some((u16::from_le_bytes([f[6], f[7]]) & 0x3FFF, u16::from_le_bytes([f[8], f[9]]) & 0x3FFF))
+    Some((
+        u16::from_le_bytes([f[6], f[7]]) & 0x3FFF,
+        u16::from_le_bytes([f[8], f[9]]) & 0x3FFF,
+    ))
 }
 
 /// VP9: true on the first packet of a keyframe in spatial layer 0.
 pub fn vp9_is_keyframe(p: &[u8]) -> Result<bool, CodecError> {
     let b0 = byte(p, 0)?;
-    let (i_bit, p_bit, l_bit, b_bit) = (b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x08 != 0);
+    let (i_bit, p_bit, l_bit, b_bit) = (
+        b0 & 0x80 != 0,
+        b0 & 0x40 != 0,
+        b0 & 0x20 != 0,
+        b0 & 0x08 != 0,
+    );
     let mut i = 1;
     if i_bit {
         i += if byte(p, 1)? & 0x80 != 0 { 2 } else { 1 };
@@ -256,7 +264,10 @@ pub fn av1_is_keyframe(p: &[u8]) -> Result<bool, CodecError> {
         } else {
             let (len, used) = leb128(&p[i..])?;
             i += used;
-            usize::try_from(len).ok().filter(|&l| l <= p.len() - i).ok_or(CodecError::Malformed)?
+            usize::try_from(len)
+                .ok()
+                .filter(|&l| l <= p.len() - i)
+                .ok_or(CodecError::Malformed)?
         };
         if size > 0 && !(element == 1 && continues) && (p[i] >> 3) & 0x0F == OBU_SEQUENCE_HEADER {
             return Ok(true);
@@ -302,7 +313,10 @@ mod tests {
         // minimal descriptor: one byte, S=1
         assert_eq!(vp8_is_keyframe(&[0x10, 0x00]), Ok(true));
         assert_eq!(vp8_is_keyframe(&[0x10]), Err(CodecError::TooShort));
-        assert_eq!(vp8_is_keyframe(&[0x90, 0x80, 0x81]), Err(CodecError::TooShort));
+        assert_eq!(
+            vp8_is_keyframe(&[0x90, 0x80, 0x81]),
+            Err(CodecError::TooShort)
+        );
         assert_eq!(vp8_keyframe_size(&[0x10, 0x00]), None);
     }
 
@@ -326,12 +340,15 @@ mod tests {
         assert_eq!(h264_is_keyframe(&[0x67, 0x42]), Ok(true)); // SPS
         assert_eq!(h264_is_keyframe(&[0x41, 0x9a]), Ok(false)); // non-IDR slice
         assert_eq!(h264_is_keyframe(&[0x68, 0xce]), Ok(false)); // PPS alone
-        // STAP-A: SPS(2 bytes) + PPS(2 bytes)
+                                                                // STAP-A: SPS(2 bytes) + PPS(2 bytes)
         let stap = [0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce];
         assert_eq!(h264_is_keyframe(&stap), Ok(true));
         let stap_p = [0x78, 0x00, 0x02, 0x41, 0x9a, 0x00, 0x02, 0x68, 0xce];
         assert_eq!(h264_is_keyframe(&stap_p), Ok(false));
-        assert_eq!(h264_is_keyframe(&[0x78, 0x00, 0x09, 0x67]), Err(CodecError::Malformed));
+        assert_eq!(
+            h264_is_keyframe(&[0x78, 0x00, 0x09, 0x67]),
+            Err(CodecError::Malformed)
+        );
         // FU-A start of IDR, middle of IDR, start of non-IDR
         assert_eq!(h264_is_keyframe(&[0x7c, 0x85, 0x00]), Ok(true));
         assert_eq!(h264_is_keyframe(&[0x7c, 0x05, 0x00]), Ok(false));
@@ -345,16 +362,28 @@ mod tests {
         // N=1
         assert_eq!(av1_is_keyframe(&[0x18, 0x0a, 0x00]), Ok(true));
         // W=2: first element (length 2) is a temporal delimiter (type 2), second a sequence header
-        assert_eq!(av1_is_keyframe(&[0x20, 0x02, 0x12, 0x00, 0x0a, 0x0b, 0x00]), Ok(true));
+        assert_eq!(
+            av1_is_keyframe(&[0x20, 0x02, 0x12, 0x00, 0x0a, 0x0b, 0x00]),
+            Ok(true)
+        );
         // W=1: one frame OBU (type 6)
         assert_eq!(av1_is_keyframe(&[0x10, 0x32, 0x01, 0x02]), Ok(false));
         // Z=1: the first element continues a fragmented sequence header -> not a new start
         assert_eq!(av1_is_keyframe(&[0x90, 0x0a, 0x00]), Ok(false));
         // W=0: every element length-prefixed; the second is a sequence header
-        assert_eq!(av1_is_keyframe(&[0x00, 0x01, 0x32, 0x02, 0x0a, 0x00]), Ok(true));
+        assert_eq!(
+            av1_is_keyframe(&[0x00, 0x01, 0x32, 0x02, 0x0a, 0x00]),
+            Ok(true)
+        );
         // length past the end, and an endless LEB128
-        assert_eq!(av1_is_keyframe(&[0x00, 0x05, 0x0a]), Err(CodecError::Malformed));
-        assert_eq!(av1_is_keyframe(&[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), Err(CodecError::Malformed));
+        assert_eq!(
+            av1_is_keyframe(&[0x00, 0x05, 0x0a]),
+            Err(CodecError::Malformed)
+        );
+        assert_eq!(
+            av1_is_keyframe(&[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            Err(CodecError::Malformed)
+        );
         assert_eq!(av1_is_keyframe(&[]), Err(CodecError::TooShort));
     }
 

@@ -92,7 +92,14 @@ fn exercise_rtp(b: &[u8], d: &mut Depth) {
     let _ = black_box(rtp::header_len(b));
     if let Ok(h) = RtpHeader::parse(b) {
         d.rtp += 1;
-        black_box((h.sequence(), h.timestamp(), h.ssrc(), h.marker(), h.payload_type(), h.padding_len()));
+        black_box((
+            h.sequence(),
+            h.timestamp(),
+            h.ssrc(),
+            h.marker(),
+            h.payload_type(),
+            h.padding_len(),
+        ));
         black_box(h.csrcs().count() + h.extensions().count() + h.payload().len());
         black_box(h.extension(1));
     }
@@ -128,7 +135,10 @@ fn exercise_stun(b: &[u8], d: &mut Depth) {
     black_box(stun::is_stun(b));
     if let Ok(m) = StunMessage::parse(b) {
         d.stun += 1;
-        let _ = black_box((m.verify_integrity(b"VOkJxbRl1RmTxUk/WvJxBt"), m.verify_fingerprint()));
+        let _ = black_box((
+            m.verify_integrity(b"VOkJxbRl1RmTxUk/WvJxBt"),
+            m.verify_fingerprint(),
+        ));
         black_box((m.attributes().count(), m.username_parts()));
     }
 }
@@ -143,8 +153,14 @@ fn exercise_codecs(b: &[u8], d: &mut Depth) {
 #[test]
 fn parsers_never_panic_on_random_or_mangled_input() {
     let mut rng = XorShift::new(0x7ac4_4a2d);
-    let profiles = [SrtpProfile::Aes128CmHmacSha1_80, SrtpProfile::AeadAes128Gcm, SrtpProfile::AeadAes256Gcm];
-    let mk = |p: SrtpProfile| SrtpContext::new(p, &vec![3; p.key_len()], &vec![4; p.salt_len()]).unwrap();
+    let profiles = [
+        SrtpProfile::Aes128CmHmacSha1_80,
+        SrtpProfile::AeadAes128Gcm,
+        SrtpProfile::AeadAes256Gcm,
+    ];
+    let mk = |p: SrtpProfile| {
+        SrtpContext::new(p, &vec![3; p.key_len()], &vec![4; p.salt_len()]).unwrap()
+    };
     let mut tx: Vec<SrtpContext> = profiles.iter().map(|&p| mk(p)).collect();
     let mut rx: Vec<SrtpContext> = profiles.iter().map(|&p| mk(p)).collect();
     let corpus = seeds(&mut tx);
@@ -181,7 +197,10 @@ fn parsers_never_panic_on_random_or_mangled_input() {
     // unmodified protected seeds get through (once each: replays are refused)
     assert!(accepted > 0 && accepted < ITERATIONS / 100, "{accepted}");
     let min = ITERATIONS / 50;
-    assert!(depth.rtp > min && depth.rtcp > min && depth.stun > min && depth.keyframes > min, "{depth:?}");
+    assert!(
+        depth.rtp > min && depth.rtcp > min && depth.stun > min && depth.keyframes > min,
+        "{depth:?}"
+    );
 }
 
 #[test]
@@ -193,8 +212,16 @@ fn stateful_pieces_never_panic_on_random_arguments() {
     let mut out = Vec::new();
     let mut buf = [0u8; 1500];
     for _ in 0..ITERATIONS / 2 {
-        let (ssrc, seq, ts) = (rng.below(3) as u32, rng.next_u64() as u16, rng.next_u64() as u32);
-        let now = if rng.chance(2) { rng.next_u64() } else { rng.below(10_000_000) };
+        let (ssrc, seq, ts) = (
+            rng.below(3) as u32,
+            rng.next_u64() as u16,
+            rng.next_u64() as u32,
+        );
+        let now = if rng.chance(2) {
+            rng.next_u64()
+        } else {
+            rng.below(10_000_000)
+        };
         match rng.below(8) {
             0 => black_box(munger.forward(ssrc, seq, ts, now)),
             1 => {

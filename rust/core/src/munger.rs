@@ -64,7 +64,11 @@ struct Slot {
     state: SlotState,
 }
 
-const EMPTY: Slot = Slot { src: 0, out: 0, state: SlotState::Empty };
+const EMPTY: Slot = Slot {
+    src: 0,
+    out: 0,
+    state: SlotState::Empty,
+};
 
 /// Sequence number and timestamp rewriter for one down-track.
 #[derive(Debug, Clone)]
@@ -163,7 +167,11 @@ impl Munger {
         }
         for s in prev_highest + 1..src {
             let out = s.wrapping_add(self.seq_offset);
-            *self.slot(s) = Slot { src: s, out, state: SlotState::Reserved };
+            *self.slot(s) = Slot {
+                src: s,
+                out,
+                state: SlotState::Reserved,
+            };
         }
     }
 
@@ -191,19 +199,31 @@ impl Munger {
             SlotState::Dropped => Munged::Drop(DropReason::Dropped),
             state => {
                 slot.state = SlotState::Forwarded;
-                Munged::Forward { seq: slot.out as u16, timestamp, duplicate: state == SlotState::Forwarded }
+                Munged::Forward {
+                    seq: slot.out as u16,
+                    timestamp,
+                    duplicate: state == SlotState::Forwarded,
+                }
             }
         }
     }
 
     fn emit_new(&mut self, src: u64, ts: u32, now_us: u64) -> Munged {
         let out = src.wrapping_add(self.seq_offset);
-        *self.slot(src) = Slot { src, out, state: SlotState::Forwarded };
+        *self.slot(src) = Slot {
+            src,
+            out,
+            state: SlotState::Forwarded,
+        };
         let timestamp = ts.wrapping_add(self.ts_offset);
         self.out_highest = out;
         self.out_ts = timestamp;
         self.out_time_us = now_us;
-        Munged::Forward { seq: out as u16, timestamp, duplicate: false }
+        Munged::Forward {
+            seq: out as u16,
+            timestamp,
+            duplicate: false,
+        }
     }
 
     /// Records a source packet the forwarder chose not to send (padding only, a filtered
@@ -219,7 +239,11 @@ impl Munger {
             self.advance(src, prev);
             // the next packet takes this packet's output number
             self.seq_offset = self.seq_offset.wrapping_sub(1);
-            *self.slot(src) = Slot { src, out: 0, state: SlotState::Dropped };
+            *self.slot(src) = Slot {
+                src,
+                out: 0,
+                state: SlotState::Dropped,
+            };
             return;
         }
         let slot = self.slot(src);
@@ -264,7 +288,10 @@ mod tests {
         assert_eq!(fwd(&mut m, 1, 40, 900_000, 0), (1000, 5000));
         assert_eq!(fwd(&mut m, 1, 41, 903_000, 33_333), (1001, 8000));
         // another layer's packet before the switch is refused
-        assert_eq!(m.forward(2, 59_999, 0, 50_000), Munged::Drop(DropReason::NotSource));
+        assert_eq!(
+            m.forward(2, 59_999, 0, 50_000),
+            Munged::Drop(DropReason::NotSource)
+        );
         // switch to a layer with unrelated numbers, 33.333 ms later
         m.switch_source(2);
         assert_eq!(fwd(&mut m, 1, 42, 906_000, 60_000), (1002, 11_000));
@@ -273,7 +300,10 @@ mod tests {
         assert_eq!(t, 11_000 + 600); // 6.667 ms at 90 kHz
         assert_eq!(fwd(&mut m, 2, 60_001, 3012, 100_000), (1004, 11_600 + 3000));
         // a late packet of the old layer is refused
-        assert_eq!(m.forward(1, 43, 909_000, 100_001), Munged::Drop(DropReason::NotSource));
+        assert_eq!(
+            m.forward(1, 43, 909_000, 100_001),
+            Munged::Drop(DropReason::NotSource)
+        );
         assert_eq!(m.source(), Some(2));
         // switching back re-bases again
         m.switch_source(1);
@@ -286,10 +316,16 @@ mod tests {
         assert_eq!(fwd(&mut m, 7, 10, 960, 0), (65_534, 0));
         m.pause();
         // the source ran on for 2 s while nothing was forwarded
-        assert_eq!(fwd(&mut m, 7, 110, 960 + 100 * 960, 2_000_000), (65_535, 96_000));
+        assert_eq!(
+            fwd(&mut m, 7, 110, 960 + 100 * 960, 2_000_000),
+            (65_535, 96_000)
+        );
         assert_eq!(fwd(&mut m, 7, 111, 960 + 101 * 960, 2_020_000), (0, 96_960));
         // a packet from before the pause (outside the resumed range) is dropped
-        assert_eq!(m.forward(7, 60, 0, 2_020_001), Munged::Drop(DropReason::TooOld));
+        assert_eq!(
+            m.forward(7, 60, 0, 2_020_001),
+            Munged::Drop(DropReason::TooOld)
+        );
     }
 
     #[test]
@@ -316,7 +352,14 @@ mod tests {
         assert_eq!(fwd(&mut m, 1, 0, 20, 2), (502, 20));
         assert_eq!(fwd(&mut m, 1, 65_535, 10, 3), (501, 10));
         // a retransmission gets the same number again, flagged as a duplicate
-        assert_eq!(m.forward(1, 0, 20, 4), Munged::Forward { seq: 502, timestamp: 20, duplicate: true });
+        assert_eq!(
+            m.forward(1, 0, 20, 4),
+            Munged::Forward {
+                seq: 502,
+                timestamp: 20,
+                duplicate: true
+            }
+        );
         // a missing packet dropped late keeps its hole
         fwd(&mut m, 1, 5, 70, 5); // reserves 2, 3, 4
         m.drop_packet(1, 3);
@@ -334,7 +377,13 @@ mod tests {
         let mut m = Munger::new(90_000, 65_530, u32::MAX - 5000);
         let mut last = None;
         for i in 0..20u16 {
-            let (s, t) = fwd(&mut m, 3, 1000 + i, 3000 * u32::from(i), u64::from(i) * 33_333);
+            let (s, t) = fwd(
+                &mut m,
+                3,
+                1000 + i,
+                3000 * u32::from(i),
+                u64::from(i) * 33_333,
+            );
             if let Some((ls, lt)) = last {
                 assert_eq!(s, u16::wrapping_add(ls, 1));
                 assert!(ts_newer(t, lt));
@@ -397,7 +446,10 @@ mod tests {
             if rng.chance(20) {
                 if let Some((l, s, t)) = late.pop() {
                     if let Munged::Forward { seq, .. } = m.forward(l as u32, s, t, now) {
-                        assert!(!seq_newer(seq, last_seq.unwrap()), "late packet got a new number");
+                        assert!(
+                            !seq_newer(seq, last_seq.unwrap()),
+                            "late packet got a new number"
+                        );
                     }
                 }
             }

@@ -80,7 +80,13 @@ impl RtxCache {
         }
         let at = i * self.slot_size;
         self.data[at..at + packet.len()].copy_from_slice(packet);
-        self.meta[i] = Meta { ext, len: packet.len() as u16, valid: true, stored_us: now_us, resent_us: None };
+        self.meta[i] = Meta {
+            ext,
+            len: packet.len() as u16,
+            valid: true,
+            stored_us: now_us,
+            resent_us: None,
+        };
         true
     }
 
@@ -112,7 +118,12 @@ impl RtxCache {
 
     /// The stored packet for a NACK response, unless it was resent less than
     /// `min_interval_us` ago; records the resend.
-    pub fn fetch_for_resend(&mut self, seq: u16, now_us: u64, min_interval_us: u64) -> Result<&[u8], RtxMiss> {
+    pub fn fetch_for_resend(
+        &mut self,
+        seq: u16,
+        now_us: u64,
+        min_interval_us: u64,
+    ) -> Result<&[u8], RtxMiss> {
         let i = self.lookup(seq, now_us)?;
         if let Some(t) = self.meta[i].resent_us {
             if now_us.saturating_sub(t) < min_interval_us {
@@ -187,7 +198,12 @@ pub struct NackTracker {
 impl NackTracker {
     /// A tracker with this configuration.
     pub fn new(cfg: NackConfig) -> Self {
-        NackTracker { cfg, unwrap: SeqUnwrapper::new(), missing: VecDeque::new(), stats: NackStats::default() }
+        NackTracker {
+            cfg,
+            unwrap: SeqUnwrapper::new(),
+            missing: VecDeque::new(),
+            stats: NackStats::default(),
+        }
     }
 
     /// Counters so far.
@@ -213,7 +229,12 @@ impl NackTracker {
                 return false;
             }
             for e in prev + 1..ext {
-                self.missing.push_back(Missing { ext: e, detected_us: now_us, sent_us: None, retries: 0 });
+                self.missing.push_back(Missing {
+                    ext: e,
+                    detected_us: now_us,
+                    sent_us: None,
+                    retries: 0,
+                });
             }
             while self.missing.len() > self.cfg.max_tracked {
                 self.missing.pop_front();
@@ -237,7 +258,9 @@ impl NackTracker {
     }
 
     fn interval(&self, rtt_us: u64) -> u64 {
-        self.cfg.min_interval_us.max(rtt_us.saturating_add(rtt_us / 4))
+        self.cfg
+            .min_interval_us
+            .max(rtt_us.saturating_add(rtt_us / 4))
     }
 
     /// Appends to `out` the sequence numbers to NACK now, given the current RTT estimate,
@@ -246,7 +269,8 @@ impl NackTracker {
         let interval = self.interval(rtt_us);
         let (cfg, stats) = (self.cfg, &mut self.stats);
         self.missing.retain_mut(|m| {
-            if now_us.saturating_sub(m.detected_us) > cfg.max_age_us || m.retries >= cfg.max_retries {
+            if now_us.saturating_sub(m.detected_us) > cfg.max_age_us || m.retries >= cfg.max_retries
+            {
                 stats.given_up += 1;
                 return false;
             }
@@ -275,7 +299,11 @@ impl NackTracker {
                     None => m.detected_us.saturating_add(self.cfg.reorder_delay_us),
                     Some(t) => t.saturating_add(interval),
                 };
-                send.min(m.detected_us.saturating_add(self.cfg.max_age_us).saturating_add(1))
+                send.min(
+                    m.detected_us
+                        .saturating_add(self.cfg.max_age_us)
+                        .saturating_add(1),
+                )
             })
             .min()
     }
@@ -333,12 +361,24 @@ mod tests {
         assert_eq!(out, vec![0]);
         assert!(t.on_packet(0, 80_000));
         assert_eq!(t.next_deadline(50_000), None);
-        assert_eq!(t.stats(), NackStats { nacked: 2, recovered: 1, reordered: 1, given_up: 0 });
+        assert_eq!(
+            t.stats(),
+            NackStats {
+                nacked: 2,
+                recovered: 1,
+                reordered: 1,
+                given_up: 0
+            }
+        );
     }
 
     #[test]
     fn tracker_gives_up_and_resets() {
-        let cfg = NackConfig { max_retries: 2, max_age_us: 500_000, ..Default::default() };
+        let cfg = NackConfig {
+            max_retries: 2,
+            max_age_us: 500_000,
+            ..Default::default()
+        };
         let mut t = NackTracker::new(cfg);
         let mut out = Vec::new();
         t.on_packet(10, 0);
@@ -365,11 +405,17 @@ mod tests {
     fn seeded_loss_and_reorder_simulation() {
         let mut rng = XorShift::new(2024);
         let rtt = 40_000u64;
-        let mut tracker = NackTracker::new(NackConfig { reorder_delay_us: 20_000, ..Default::default() });
+        let mut tracker = NackTracker::new(NackConfig {
+            reorder_delay_us: 20_000,
+            ..Default::default()
+        });
         let mut cache = RtxCache::new(512, 32, 2_000_000);
         // (arrival time, seq, is_retransmission)
         let mut in_flight: Vec<(u64, u16, bool)> = Vec::new();
-        let (mut lost, mut reordered_only) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+        let (mut lost, mut reordered_only) = (
+            std::collections::HashSet::new(),
+            std::collections::HashSet::new(),
+        );
         let mut received = std::collections::HashSet::new();
         let mut out = Vec::new();
         let mut false_nacks = 0;
@@ -420,7 +466,11 @@ mod tests {
         let s = tracker.stats();
         assert_eq!(s.recovered as usize, lost.len());
         assert!(s.reordered > 0 && s.reordered as usize <= reordered_only.len());
-        assert!(s.nacked as usize <= lost.len() * 12 / 10, "{s:?} for {} lost", lost.len());
+        assert!(
+            s.nacked as usize <= lost.len() * 12 / 10,
+            "{s:?} for {} lost",
+            lost.len()
+        );
         assert_eq!(s.given_up, 0);
     }
 }

@@ -32,7 +32,11 @@ impl<'a> Nack<'a> {
         if !fci.len().is_multiple_of(4) {
             return Err(RtcpError::Malformed);
         }
-        Ok(Nack { sender_ssrc, media_ssrc, fci })
+        Ok(Nack {
+            sender_ssrc,
+            media_ssrc,
+            fci,
+        })
     }
 
     /// The raw (PID, BLP) pairs.
@@ -43,14 +47,23 @@ impl<'a> Nack<'a> {
     /// Every sequence number asked for, in FCI order.
     pub fn lost(&self) -> impl Iterator<Item = u16> + 'a {
         self.pairs().flat_map(|(pid, blp)| {
-            std::iter::once(pid).chain((0..16u16).filter(move |i| blp & (1 << i) != 0).map(move |i| pid.wrapping_add(i + 1)))
+            std::iter::once(pid).chain(
+                (0..16u16)
+                    .filter(move |i| blp & (1 << i) != 0)
+                    .map(move |i| pid.wrapping_add(i + 1)),
+            )
         })
     }
 }
 
 /// Writes a generic NACK for `seqs` (given in ascending, wrap-aware order; duplicates of the
 /// current PID are skipped). Returns the bytes written.
-pub fn write_nack(buf: &mut [u8], sender_ssrc: u32, media_ssrc: u32, seqs: &[u16]) -> Result<usize, RtcpError> {
+pub fn write_nack(
+    buf: &mut [u8],
+    sender_ssrc: u32,
+    media_ssrc: u32,
+    seqs: &[u16],
+) -> Result<usize, RtcpError> {
     let mut w = Writer::new(buf);
     w.header(1, PT_RTPFB)?;
     w.u32(sender_ssrc)?;
@@ -90,7 +103,10 @@ pub struct Pli {
 impl Pli {
     pub(crate) fn parse(body: &[u8]) -> Result<Self, RtcpError> {
         let (sender_ssrc, media_ssrc) = fb_header(body)?;
-        Ok(Pli { sender_ssrc, media_ssrc })
+        Ok(Pli {
+            sender_ssrc,
+            media_ssrc,
+        })
     }
 }
 
@@ -128,7 +144,11 @@ impl<'a> Fir<'a> {
 }
 
 /// Writes a FIR with one FCI entry per (media SSRC, command sequence number).
-pub fn write_fir(buf: &mut [u8], sender_ssrc: u32, entries: &[(u32, u8)]) -> Result<usize, RtcpError> {
+pub fn write_fir(
+    buf: &mut [u8],
+    sender_ssrc: u32,
+    entries: &[(u32, u8)],
+) -> Result<usize, RtcpError> {
     let mut w = Writer::new(buf);
     w.header(4, PT_PSFB)?;
     w.u32(sender_ssrc)?;
@@ -158,7 +178,8 @@ impl<'a> Remb<'a> {
         }
         let n = usize::from(body[12]);
         let exp = u32::from(body[13] >> 2);
-        let mantissa = (u64::from(body[13] & 0x03) << 16) | (u64::from(body[14]) << 8) | u64::from(body[15]);
+        let mantissa =
+            (u64::from(body[13] & 0x03) << 16) | (u64::from(body[14]) << 8) | u64::from(body[15]);
         let bitrate = if mantissa == 0 {
             0
         } else if exp >= mantissa.leading_zeros() {
@@ -167,7 +188,11 @@ impl<'a> Remb<'a> {
             mantissa << exp
         };
         let ssrcs = body.get(16..16 + 4 * n).ok_or(RtcpError::Malformed)?;
-        Ok(Remb { sender_ssrc, bitrate, ssrcs })
+        Ok(Remb {
+            sender_ssrc,
+            bitrate,
+            ssrcs,
+        })
     }
 
     /// The SSRCs the estimate applies to.
@@ -177,7 +202,12 @@ impl<'a> Remb<'a> {
 }
 
 /// Writes a REMB (the bitrate is rounded down to an 18-bit mantissa).
-pub fn write_remb(buf: &mut [u8], sender_ssrc: u32, bitrate: u64, ssrcs: &[u32]) -> Result<usize, RtcpError> {
+pub fn write_remb(
+    buf: &mut [u8],
+    sender_ssrc: u32,
+    bitrate: u64,
+    ssrcs: &[u32],
+) -> Result<usize, RtcpError> {
     let n = u8::try_from(ssrcs.len()).map_err(|_| RtcpError::TooMany)?;
     let mut exp = 0u32;
     while (bitrate >> exp) >= (1 << 18) {
@@ -212,7 +242,9 @@ mod tests {
     fn nack_expands_pid_and_blp() {
         // PID 100, BLP 0b1000_0000_0000_0101 -> 100, 101, 103, 116
         let b = hex("81cd0003 00000001 00000002 00648005");
-        let RtcpPacket::Nack(n) = first(&b) else { panic!() };
+        let RtcpPacket::Nack(n) = first(&b) else {
+            panic!()
+        };
         assert_eq!((n.sender_ssrc, n.media_ssrc), (1, 2));
         assert_eq!(n.lost().collect::<Vec<_>>(), vec![100, 101, 103, 116]);
     }
@@ -222,13 +254,18 @@ mod tests {
         let seqs = [65530u16, 65531, 65535, 0, 9, 10, 40, 41, 41, 300];
         let mut buf = [0u8; 64];
         let n = write_nack(&mut buf, 7, 8, &seqs).unwrap();
-        let RtcpPacket::Nack(nack) = first(&buf[..n]) else { panic!() };
+        let RtcpPacket::Nack(nack) = first(&buf[..n]) else {
+            panic!()
+        };
         let mut want = seqs.to_vec();
         want.dedup();
         assert_eq!(nack.lost().collect::<Vec<_>>(), want);
         // 65530..=65535,0,9,10 fit one entry (9 = 65530 + 15, 10 = +16); then 40/41, 300
         assert_eq!(nack.pairs().count(), 3);
-        assert_eq!(write_nack(&mut [0u8; 12], 7, 8, &[1]), Err(RtcpError::BufferTooSmall));
+        assert_eq!(
+            write_nack(&mut [0u8; 12], 7, 8, &[1]),
+            Err(RtcpError::BufferTooSmall)
+        );
     }
 
     #[test]
@@ -236,9 +273,17 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = write_pli(&mut buf, 1, 2).unwrap();
         assert_eq!(n, 12);
-        assert!(matches!(first(&buf[..n]), RtcpPacket::Pli(Pli { sender_ssrc: 1, media_ssrc: 2 })));
+        assert!(matches!(
+            first(&buf[..n]),
+            RtcpPacket::Pli(Pli {
+                sender_ssrc: 1,
+                media_ssrc: 2
+            })
+        ));
         let n = write_fir(&mut buf, 3, &[(4, 5), (6, 7)]).unwrap();
-        let RtcpPacket::Fir(f) = first(&buf[..n]) else { panic!() };
+        let RtcpPacket::Fir(f) = first(&buf[..n]) else {
+            panic!()
+        };
         assert_eq!(f.sender_ssrc, 3);
         assert_eq!(f.entries().collect::<Vec<_>>(), vec![(4, 5), (6, 7)]);
     }
@@ -247,17 +292,23 @@ mod tests {
     fn remb_parses_and_round_trips() {
         // libwebrtc-shaped REMB: 1 SSRC, exp 5, mantissa 0x3ffff -> 8388576 bit/s
         let b = hex("8fce0005 00000001 00000000 52454d42 0117ffff 12345678");
-        let RtcpPacket::Remb(r) = first(&b) else { panic!() };
+        let RtcpPacket::Remb(r) = first(&b) else {
+            panic!()
+        };
         assert_eq!(r.bitrate, 0x3ffff << 5);
         assert_eq!(r.ssrcs().collect::<Vec<_>>(), vec![0x1234_5678]);
         let mut buf = [0u8; 64];
         let n = write_remb(&mut buf, 9, 2_500_000, &[1, 2]).unwrap();
-        let RtcpPacket::Remb(r) = first(&buf[..n]) else { panic!() };
+        let RtcpPacket::Remb(r) = first(&buf[..n]) else {
+            panic!()
+        };
         assert!(r.bitrate <= 2_500_000 && r.bitrate > 2_499_000);
         assert_eq!(r.ssrcs().count(), 2);
         // huge exponent saturates instead of overflowing
         let b = hex("8fce0004 00000001 00000000 52454d42 00ffffff");
-        let RtcpPacket::Remb(r) = first(&b) else { panic!() };
+        let RtcpPacket::Remb(r) = first(&b) else {
+            panic!()
+        };
         assert_eq!(r.bitrate, u64::MAX);
         // SSRC count larger than the body
         let b = hex("8fce0004 00000001 00000000 52454d42 0517ffff");

@@ -173,7 +173,9 @@ fn parse_body(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket<'_>, RtcpErro
         (PT_RTPFB, 15) => RtcpPacket::Twcc(TwccFeedback::parse(body)?),
         (PT_PSFB, 1) => RtcpPacket::Pli(Pli::parse(body)?),
         (PT_PSFB, 4) => RtcpPacket::Fir(Fir::parse(body)?),
-        (PT_PSFB, 15) if body.len() >= 12 && &body[8..12] == b"REMB" => RtcpPacket::Remb(Remb::parse(body)?),
+        (PT_PSFB, 15) if body.len() >= 12 && &body[8..12] == b"REMB" => {
+            RtcpPacket::Remb(Remb::parse(body)?)
+        }
         _ => RtcpPacket::Other { pt, count, body },
     })
 }
@@ -249,7 +251,9 @@ impl Iterator for ReportBlocks<'_> {
 
 fn blocks(count: u8, body: &[u8]) -> Result<ReportBlocks<'_>, RtcpError> {
     let need = usize::from(count) * REPORT_BLOCK_LEN;
-    body.get(..need).map(ReportBlocks).ok_or(RtcpError::Malformed)
+    body.get(..need)
+        .map(ReportBlocks)
+        .ok_or(RtcpError::Malformed)
 }
 
 /// The sender information of an SR.
@@ -288,7 +292,10 @@ impl<'a> SenderReport<'a> {
             packet_count: be32(body, 16),
             octet_count: be32(body, 20),
         };
-        Ok(SenderReport { info, blocks: blocks(count, &body[24..])? })
+        Ok(SenderReport {
+            info,
+            blocks: blocks(count, &body[24..])?,
+        })
     }
 }
 
@@ -306,7 +313,10 @@ impl<'a> ReceiverReport<'a> {
         if body.len() < 4 {
             return Err(RtcpError::Malformed);
         }
-        Ok(ReceiverReport { ssrc: be32(body, 0), blocks: blocks(count, &body[4..])? })
+        Ok(ReceiverReport {
+            ssrc: be32(body, 0),
+            blocks: blocks(count, &body[4..])?,
+        })
     }
 }
 
@@ -325,7 +335,10 @@ impl<'a> Bye<'a> {
         let rest = &body[n..];
         let reason = match rest.first() {
             None => None,
-            Some(&len) => Some(rest.get(1..1 + usize::from(len)).ok_or(RtcpError::Malformed)?),
+            Some(&len) => Some(
+                rest.get(1..1 + usize::from(len))
+                    .ok_or(RtcpError::Malformed)?,
+            ),
         };
         Ok(Bye { ssrcs, reason })
     }
@@ -348,7 +361,10 @@ impl<'a> Writer<'a> {
     }
     pub(crate) fn bytes(&mut self, v: &[u8]) -> Result<(), RtcpError> {
         let end = self.pos + v.len();
-        self.buf.get_mut(self.pos..end).ok_or(RtcpError::BufferTooSmall)?.copy_from_slice(v);
+        self.buf
+            .get_mut(self.pos..end)
+            .ok_or(RtcpError::BufferTooSmall)?
+            .copy_from_slice(v);
         self.pos = end;
         Ok(())
     }
@@ -386,8 +402,15 @@ impl<'a> Writer<'a> {
 }
 
 /// Writes a sender report with up to 31 report blocks.
-pub fn write_sr(buf: &mut [u8], info: &SenderInfo, blocks: &[ReportBlock]) -> Result<usize, RtcpError> {
-    let count = u8::try_from(blocks.len()).ok().filter(|&c| c <= 31).ok_or(RtcpError::TooMany)?;
+pub fn write_sr(
+    buf: &mut [u8],
+    info: &SenderInfo,
+    blocks: &[ReportBlock],
+) -> Result<usize, RtcpError> {
+    let count = u8::try_from(blocks.len())
+        .ok()
+        .filter(|&c| c <= 31)
+        .ok_or(RtcpError::TooMany)?;
     let mut w = Writer::new(buf);
     w.header(count, PT_SR)?;
     w.u32(info.ssrc)?;
@@ -404,7 +427,10 @@ pub fn write_sr(buf: &mut [u8], info: &SenderInfo, blocks: &[ReportBlock]) -> Re
 
 /// Writes a receiver report with up to 31 report blocks.
 pub fn write_rr(buf: &mut [u8], ssrc: u32, blocks: &[ReportBlock]) -> Result<usize, RtcpError> {
-    let count = u8::try_from(blocks.len()).ok().filter(|&c| c <= 31).ok_or(RtcpError::TooMany)?;
+    let count = u8::try_from(blocks.len())
+        .ok()
+        .filter(|&c| c <= 31)
+        .ok_or(RtcpError::TooMany)?;
     let mut w = Writer::new(buf);
     w.header(count, PT_RR)?;
     w.u32(ssrc)?;
@@ -430,7 +456,10 @@ pub fn write_sdes_cname(buf: &mut [u8], ssrc: u32, cname: &[u8]) -> Result<usize
 
 /// Writes a BYE for up to 31 SSRCs with an optional reason (at most 255 bytes).
 pub fn write_bye(buf: &mut [u8], ssrcs: &[u32], reason: Option<&[u8]>) -> Result<usize, RtcpError> {
-    let count = u8::try_from(ssrcs.len()).ok().filter(|&c| c <= 31).ok_or(RtcpError::TooMany)?;
+    let count = u8::try_from(ssrcs.len())
+        .ok()
+        .filter(|&c| c <= 31)
+        .ok_or(RtcpError::TooMany)?;
     let mut w = Writer::new(buf);
     w.header(count, PT_BYE)?;
     for &s in ssrcs {
@@ -463,7 +492,13 @@ mod tests {
     #[test]
     fn sr_rr_sdes_bye_compound_round_trip() {
         let mut buf = [0u8; 256];
-        let info = SenderInfo { ssrc: 1, ntp_time: 0x0102_0304_0506_0708, rtp_time: 9, packet_count: 10, octet_count: 11 };
+        let info = SenderInfo {
+            ssrc: 1,
+            ntp_time: 0x0102_0304_0506_0708,
+            rtp_time: 9,
+            packet_count: 10,
+            octet_count: 11,
+        };
         let mut n = write_sr(&mut buf, &info, &[block(5)]).unwrap();
         assert_eq!(n, 28 + 24);
         n += write_rr(&mut buf[n..], 2, &[block(6), block(7)]).unwrap();
@@ -481,7 +516,10 @@ mod tests {
         match &pkts[1] {
             RtcpPacket::ReceiverReport(rr) => {
                 assert_eq!(rr.ssrc, 2);
-                assert_eq!(rr.blocks.clone().map(|b| b.ssrc).collect::<Vec<_>>(), vec![6, 7]);
+                assert_eq!(
+                    rr.blocks.clone().map(|b| b.ssrc).collect::<Vec<_>>(),
+                    vec![6, 7]
+                );
                 assert_eq!(rr.blocks.clone().next().unwrap().cumulative_lost, -3);
             }
             p => panic!("{p:?}"),
@@ -499,11 +537,15 @@ mod tests {
     #[test]
     fn parses_a_browser_style_rr_and_sdes() {
         // RR (no blocks) + SDES CNAME "x" from a real-world-shaped compound packet
-        let b = hex("81c90007 00000001 00000002 00000003 00000004 00000005 00000006 00000007
-                     81ca0002 00000001 01017800");
+        let b = hex(
+            "81c90007 00000001 00000002 00000003 00000004 00000005 00000006 00000007
+                     81ca0002 00000001 01017800",
+        );
         let pkts: Vec<_> = parse_compound(&b).collect();
         assert_eq!(pkts.len(), 2);
-        assert!(matches!(&pkts[0], Ok(RtcpPacket::ReceiverReport(rr)) if rr.blocks.clone().count() == 1));
+        assert!(
+            matches!(&pkts[0], Ok(RtcpPacket::ReceiverReport(rr)) if rr.blocks.clone().count() == 1)
+        );
         assert!(is_rtcp(&b));
     }
 
@@ -515,24 +557,37 @@ mod tests {
         assert_eq!(first_err(&[0x80, 200]), RtcpError::TooShort);
         assert_eq!(first_err(&[0x40, 200, 0, 0]), RtcpError::BadVersion);
         // length says 3 words, only 2 present
-        assert_eq!(first_err(&[0x80, 201, 0, 2, 0, 0, 0, 1]), RtcpError::TooShort);
+        assert_eq!(
+            first_err(&[0x80, 201, 0, 2, 0, 0, 0, 1]),
+            RtcpError::TooShort
+        );
         // RR claims one block but has none
         let mut it = parse_compound(&[0x81, 201, 0, 1, 0, 0, 0, 1, 0x81, 201, 0, 1, 0, 0, 0, 1]);
         assert_eq!(it.next().unwrap().unwrap_err(), RtcpError::Malformed);
         assert!(it.next().is_none());
         // padding larger than the body
-        assert_eq!(first_err(&[0xa0, 201, 0, 1, 0, 0, 0, 9]), RtcpError::BadPadding);
-        assert_eq!(write_rr(&mut [0u8; 8], 1, &[block(1)]), Err(RtcpError::BufferTooSmall));
-        assert_eq!(write_rr(&mut [0u8; 1024], 1, &[block(1); 32]), Err(RtcpError::TooMany));
+        assert_eq!(
+            first_err(&[0xa0, 201, 0, 1, 0, 0, 0, 9]),
+            RtcpError::BadPadding
+        );
+        assert_eq!(
+            write_rr(&mut [0u8; 8], 1, &[block(1)]),
+            Err(RtcpError::BufferTooSmall)
+        );
+        assert_eq!(
+            write_rr(&mut [0u8; 1024], 1, &[block(1); 32]),
+            Err(RtcpError::TooMany)
+        );
     }
 
     #[test]
     fn unknown_types_are_passed_through() {
         let b = [0x80 | 3, PT_APP, 0, 1, 1, 2, 3, 4];
         match parse_compound(&b).next() {
-            Some(Ok(RtcpPacket::Other { pt, count, body })) => assert_eq!((pt, count, body), (PT_APP, 3, &[1u8, 2, 3, 4][..])),
+            Some(Ok(RtcpPacket::Other { pt, count, body })) => {
+                assert_eq!((pt, count, body), (PT_APP, 3, &[1u8, 2, 3, 4][..]))
+            }
             p => panic!("{p:?}"),
         }
     }
 }
-

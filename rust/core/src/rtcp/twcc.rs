@@ -8,9 +8,9 @@
 //! `1 | 1 | 7 two-bit symbols`). Symbols: 0 not received, 1 received with a one-byte delta
 //! (0..=63.75 ms), 2 received with a two-byte signed delta, 3 reserved. Deltas count 250 µs.
 //!
-//! [`TwccFeedback::parse`] validates the whole packet (every chunk and every delta present),
-//! so [`TwccFeedback::packets`] iterates without errors. [`write_twcc`] builds feedback from
-//! the arrival times of received packets.
+//! Parsing (through [`super::parse_compound`]) validates the whole packet, every chunk and
+//! every delta, so [`TwccFeedback::packets`] iterates without errors. [`write_twcc`] builds
+//! feedback from the arrival times of received packets.
 
 use super::{be16, RtcpError, Writer, PT_RTPFB};
 
@@ -55,7 +55,13 @@ struct Symbols<'a> {
 
 impl<'a> Symbols<'a> {
     fn new(chunks: &'a [u8], count: u16) -> Self {
-        Symbols { chunks, chunk: 0, left_in_chunk: 0, index_in_chunk: 0, remaining: count }
+        Symbols {
+            chunks,
+            chunk: 0,
+            left_in_chunk: 0,
+            index_in_chunk: 0,
+            remaining: count,
+        }
     }
 
     /// Bytes of chunk data consumed so far.
@@ -111,7 +117,9 @@ impl<'a> TwccFeedback<'a> {
         }
         // a run chunk can cover more than the remaining count; any unused chunk is not ours
         let chunk_len = symbols.consumed(rest.len());
-        let deltas = rest.get(chunk_len..chunk_len + delta_bytes).ok_or(RtcpError::Malformed)?;
+        let deltas = rest
+            .get(chunk_len..chunk_len + delta_bytes)
+            .ok_or(RtcpError::Malformed)?;
         Ok(TwccFeedback {
             sender_ssrc: super::be32(body, 0),
             media_ssrc: super::be32(body, 4),
@@ -151,7 +159,12 @@ impl Iterator for TwccPackets<'_> {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         let delta = match sym {
-            0 => return Some(TwccPacket { seq, arrival_us: None }),
+            0 => {
+                return Some(TwccPacket {
+                    seq,
+                    arrival_us: None,
+                })
+            }
             1 => {
                 let (&d, rest) = self.deltas.split_first()?;
                 self.deltas = rest;
@@ -164,7 +177,10 @@ impl Iterator for TwccPackets<'_> {
             }
         };
         self.time_us += delta * 250;
-        Some(TwccPacket { seq, arrival_us: Some(self.time_us) })
+        Some(TwccPacket {
+            seq,
+            arrival_us: Some(self.time_us),
+        })
     }
 }
 
@@ -182,7 +198,9 @@ pub fn write_twcc(
     fb_count: u8,
     received: &[(u16, u64)],
 ) -> Result<(usize, usize), RtcpError> {
-    let Some(&(base_seq, first_us)) = received.first() else { return Err(RtcpError::Malformed) };
+    let Some(&(base_seq, first_us)) = received.first() else {
+        return Err(RtcpError::Malformed);
+    };
     let reference = first_us / 64_000;
     // symbols and deltas (in 250 µs ticks)
     let mut symbols: Vec<u8> = Vec::with_capacity(received.len() + 16);
@@ -231,7 +249,11 @@ fn write_chunks(w: &mut Writer<'_>, symbols: &[u8]) -> Result<(), RtcpError> {
     let mut i = 0;
     while i < symbols.len() {
         let rest = &symbols[i..];
-        let run = rest.iter().take(0x1FFF).take_while(|&&s| s == rest[0]).count();
+        let run = rest
+            .iter()
+            .take(0x1FFF)
+            .take_while(|&&s| s == rest[0])
+            .count();
         let small = rest.iter().take(14).all(|&s| s <= 1);
         if run >= 14 || (run >= 7 && !small) {
             w.u16((u16::from(rest[0]) << 13) | run as u16)?;
@@ -275,7 +297,10 @@ mod tests {
         // deltas: 4 (1 ms), -8 (two bytes), 1, 2; one padding byte with the P bit
         let b = hex("afcd0006 00000001 00000002 00640005 00000207 d250 04 fff8 01 02 01");
         let t = parse(&b);
-        assert_eq!((t.base_seq, t.status_count, t.reference_time, t.fb_count), (100, 5, 2, 7));
+        assert_eq!(
+            (t.base_seq, t.status_count, t.reference_time, t.fb_count),
+            (100, 5, 2, 7)
+        );
         let got: Vec<_> = t.packets().map(|p| (p.seq, p.arrival_us)).collect();
         assert_eq!(
             got,
@@ -309,7 +334,11 @@ mod tests {
         let mut seq = 65000u16; // crosses the wrap
         let mut t = 5_000_000u64;
         for _ in 0..900 {
-            let skip = if rng.chance(10) { rng.below(30) as u16 } else { 0 };
+            let skip = if rng.chance(10) {
+                rng.below(30) as u16
+            } else {
+                0
+            };
             seq = seq.wrapping_add(1 + skip);
             let max_gap = if rng.chance(5) { 200_000 } else { 3000 };
             t += rng.below(max_gap);
@@ -320,7 +349,9 @@ mod tests {
         assert_eq!(consumed, received.len());
         assert_eq!(n % 4, 0);
         let fb = parse(&buf[..n]);
-        let mut got = fb.packets().filter_map(|p| p.arrival_us.map(|a| (p.seq, a)));
+        let mut got = fb
+            .packets()
+            .filter_map(|p| p.arrival_us.map(|a| (p.seq, a)));
         let base = (received[0].1 / 64_000 * 64_000) as i64;
         for &(s, at) in &received {
             let (gs, ga) = got.next().unwrap();
@@ -335,15 +366,26 @@ mod tests {
 
     #[test]
     fn build_stops_at_unrepresentable_delta() {
-        let received = [(1u16, 1_000_000u64), (2, 1_001_000), (3, 20_000_000), (4, 20_000_100)];
+        let received = [
+            (1u16, 1_000_000u64),
+            (2, 1_001_000),
+            (3, 20_000_000),
+            (4, 20_000_100),
+        ];
         let mut buf = [0u8; 128];
         let (n, consumed) = write_twcc(&mut buf, 1, 2, 0, &received).unwrap();
         assert_eq!(consumed, 2);
         assert_eq!(parse(&buf[..n]).packets().count(), 2);
         let (_, consumed) = write_twcc(&mut buf, 1, 2, 1, &received[2..]).unwrap();
         assert_eq!(consumed, 2);
-        assert_eq!(write_twcc(&mut buf, 1, 2, 0, &[]), Err(RtcpError::Malformed));
-        assert_eq!(write_twcc(&mut [0u8; 20], 1, 2, 0, &received), Err(RtcpError::BufferTooSmall));
+        assert_eq!(
+            write_twcc(&mut buf, 1, 2, 0, &[]),
+            Err(RtcpError::Malformed)
+        );
+        assert_eq!(
+            write_twcc(&mut [0u8; 20], 1, 2, 0, &received),
+            Err(RtcpError::BufferTooSmall)
+        );
     }
 
     #[test]

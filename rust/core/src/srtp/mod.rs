@@ -28,9 +28,9 @@
 //! ```
 
 mod replay;
-mod transform;
 #[cfg(test)]
 mod tests;
+mod transform;
 
 use std::fmt;
 
@@ -95,9 +95,13 @@ impl SrtpProfile {
     }
     /// Parses an OpenSSL/RFC profile name.
     pub fn from_name(name: &str) -> Option<Self> {
-        [SrtpProfile::Aes128CmHmacSha1_80, SrtpProfile::AeadAes128Gcm, SrtpProfile::AeadAes256Gcm]
-            .into_iter()
-            .find(|p| p.name() == name)
+        [
+            SrtpProfile::Aes128CmHmacSha1_80,
+            SrtpProfile::AeadAes128Gcm,
+            SrtpProfile::AeadAes256Gcm,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
     }
 }
 
@@ -148,13 +152,22 @@ impl fmt::Debug for MasterKey {
 /// Splits DTLS-SRTP exported keying material (RFC 5764 §4.2:
 /// `client_key | server_key | client_salt | server_salt`) into (client, server) master keys.
 /// The client writes with the client key; a DTLS server protects with the server key.
-pub fn split_keying_material(profile: SrtpProfile, material: &[u8]) -> Result<(MasterKey, MasterKey), SrtpError> {
+pub fn split_keying_material(
+    profile: SrtpProfile,
+    material: &[u8],
+) -> Result<(MasterKey, MasterKey), SrtpError> {
     let (k, s) = (profile.key_len(), profile.salt_len());
     if material.len() != 2 * (k + s) {
         return Err(SrtpError::BadKeyLength);
     }
-    let client = MasterKey { key: material[..k].to_vec(), salt: material[2 * k..2 * k + s].to_vec() };
-    let server = MasterKey { key: material[k..2 * k].to_vec(), salt: material[2 * k + s..].to_vec() };
+    let client = MasterKey {
+        key: material[..k].to_vec(),
+        salt: material[2 * k..2 * k + s].to_vec(),
+    };
+    let server = MasterKey {
+        key: material[k..2 * k].to_vec(),
+        salt: material[2 * k + s..].to_vec(),
+    };
     Ok((client, server))
 }
 
@@ -172,7 +185,13 @@ struct Stream {
 
 impl Stream {
     fn new(ssrc: u32) -> Self {
-        Stream { ssrc, rtp_highest: None, rtp_window: ReplayWindow::new(), rtcp_window: ReplayWindow::new(), rtcp_next: 1 }
+        Stream {
+            ssrc,
+            rtp_highest: None,
+            rtp_window: ReplayWindow::new(),
+            rtcp_window: ReplayWindow::new(),
+            rtcp_next: 1,
+        }
     }
 }
 
@@ -204,13 +223,20 @@ pub struct SrtpContext {
 
 impl fmt::Debug for SrtpContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SrtpContext").field("profile", &self.profile).field("streams", &self.streams.len()).finish()
+        f.debug_struct("SrtpContext")
+            .field("profile", &self.profile)
+            .field("streams", &self.streams.len())
+            .finish()
     }
 }
 
 impl SrtpContext {
     /// Derives the session keys from a master key and salt.
-    pub fn new(profile: SrtpProfile, master_key: &[u8], master_salt: &[u8]) -> Result<Self, SrtpError> {
+    pub fn new(
+        profile: SrtpProfile,
+        master_key: &[u8],
+        master_salt: &[u8],
+    ) -> Result<Self, SrtpError> {
         Ok(Self::from_transforms(
             profile,
             Transform::new(profile, master_key, master_salt, false)?,
@@ -219,7 +245,14 @@ impl SrtpContext {
     }
 
     fn from_transforms(profile: SrtpProfile, rtp: Transform, rtcp: Transform) -> Self {
-        SrtpContext { profile, rtp, rtcp, streams: Vec::new(), last: 0, max_streams: 1024 }
+        SrtpContext {
+            profile,
+            rtp,
+            rtcp,
+            streams: Vec::new(),
+            last: 0,
+            max_streams: 1024,
+        }
     }
 
     /// The profile.
@@ -266,7 +299,11 @@ impl SrtpContext {
 
     /// The rollover counter of an SSRC, if it has been seen.
     pub fn roc(&self, ssrc: u32) -> Option<u32> {
-        self.streams.iter().find(|s| s.ssrc == ssrc).and_then(|s| s.rtp_highest).map(|h| (h >> 16) as u32)
+        self.streams
+            .iter()
+            .find(|s| s.ssrc == ssrc)
+            .and_then(|s| s.rtp_highest)
+            .map(|h| (h >> 16) as u32)
     }
 
     /// Sets the rollover counter of an SSRC (e.g. when joining a stream mid-way, RFC 4568).
@@ -341,7 +378,9 @@ impl SrtpContext {
             return Err(SrtpError::TooManyStreams);
         }
         let len = buf.len();
-        let n = self.rtp.unprotect_rtp(buf, header_len, len, ssrc, roc, seq)?;
+        let n = self
+            .rtp
+            .unprotect_rtp(buf, header_len, len, ssrc, roc, seq)?;
         let i = self.find_or_insert(ssrc)?;
         let stream = &mut self.streams[i];
         stream.rtp_window.commit(index);
@@ -358,7 +397,12 @@ impl SrtpContext {
     }
 
     /// Like [`protect_rtcp`](Self::protect_rtcp), choosing whether to encrypt.
-    pub fn protect_rtcp_with(&mut self, buf: &mut [u8], len: usize, encrypt: bool) -> Result<usize, SrtpError> {
+    pub fn protect_rtcp_with(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        encrypt: bool,
+    ) -> Result<usize, SrtpError> {
         if len < 8 || buf.len() < len {
             return Err(SrtpError::TooShort);
         }

@@ -27,7 +27,10 @@ impl ReplayWindow {
 
     /// An empty window: every index is acceptable.
     pub fn new() -> Self {
-        ReplayWindow { highest: None, bits: [0; WORDS] }
+        ReplayWindow {
+            highest: None,
+            bits: [0; WORDS],
+        }
     }
 
     fn bit(index: u64) -> (usize, u64) {

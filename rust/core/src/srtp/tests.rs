@@ -1,13 +1,20 @@
 //! SRTP known-answer tests (RFC 3711 Appendix B, RFC 7714 §16–§17), a libsrtp cross-check
 //! from a pylibsrtp-generated fixture, and behaviour tests (rollover, replay, tampering).
 
-use super::transform::{aes_cm_xor, kdf, Transform, LABEL_RTCP_KEY, LABEL_RTCP_SALT, LABEL_RTP_AUTH, LABEL_RTP_KEY, LABEL_RTP_SALT};
+use super::transform::{
+    aes_cm_xor, kdf, Transform, LABEL_RTCP_KEY, LABEL_RTCP_SALT, LABEL_RTP_AUTH, LABEL_RTP_KEY,
+    LABEL_RTP_SALT,
+};
 use super::*;
 use crate::testutil::hex;
 use aes::{Aes128, Aes256};
 use cipher::KeyInit;
 
-const PROFILES: [SrtpProfile; 3] = [SrtpProfile::Aes128CmHmacSha1_80, SrtpProfile::AeadAes128Gcm, SrtpProfile::AeadAes256Gcm];
+const PROFILES: [SrtpProfile; 3] = [
+    SrtpProfile::Aes128CmHmacSha1_80,
+    SrtpProfile::AeadAes128Gcm,
+    SrtpProfile::AeadAes256Gcm,
+];
 
 /// RFC 3711 Appendix B.2: AES-CM keystream for session key 2B7E…, salt F0F1…FCFD, SSRC 0,
 /// index 0 (the IV is `salt || 0000`).
@@ -25,7 +32,10 @@ fn rfc3711_b2_keystream() {
     // RFC B.2 also lists the block at counter 0xFEFF: check the counter arithmetic
     let mut far = vec![0u8; 16 * 0xff00];
     aes_cm_xor(&aes, iv, &mut far);
-    assert_eq!(&far[16 * 0xfeff..], &hex("EC8CDF7398607CB0F2D21675EA9EA1E4")[..]);
+    assert_eq!(
+        &far[16 * 0xfeff..],
+        &hex("EC8CDF7398607CB0F2D21675EA9EA1E4")[..]
+    );
 }
 
 /// RFC 3711 Appendix B.3: key derivation.
@@ -43,20 +53,28 @@ fn rfc3711_b3_key_derivation() {
     kdf(&master, &salt, LABEL_RTP_AUTH, &mut auth);
     assert_eq!(
         auth.to_vec(),
-        hex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA48F0A0ACF3C34E2359E6CDBCE
+        hex(
+            "CEBE321F6FF7716B6FD4AB49AF256A156D38BAA48F0A0ACF3C34E2359E6CDBCE
              E049646C43D9327AD175578EF72270986371C10C9A369AC2F94A8C5FBCDDDC25
-             6D6E919A48B610EF17C2041E474035766B68642C59BBFC2F34DB60DBDFB2")
+             6D6E919A48B610EF17C2041E474035766B68642C59BBFC2F34DB60DBDFB2"
+        )
     );
 }
 
 /// RFC 6188 §7.2: the same KDF with AES-256 (used for the AEAD_AES_256_GCM master key).
 #[test]
 fn rfc6188_aes256_key_derivation() {
-    let master = Aes256::new_from_slice(&hex("F0F04914B513F2763A1B1FA130F10E2998F6F6E43E4309D1E622A0E332B9F1B6")).unwrap();
+    let master = Aes256::new_from_slice(&hex(
+        "F0F04914B513F2763A1B1FA130F10E2998F6F6E43E4309D1E622A0E332B9F1B6",
+    ))
+    .unwrap();
     let salt = hex("3B04803DE51EE7C96423AB5B78D2");
     let mut key = [0u8; 32];
     kdf(&master, &salt, LABEL_RTP_KEY, &mut key);
-    assert_eq!(key.to_vec(), hex("5BA1064E30EC51613CAD926C5A28EF731EC7FB397F70A960653CAF06554CD8C4"));
+    assert_eq!(
+        key.to_vec(),
+        hex("5BA1064E30EC51613CAD926C5A28EF731EC7FB397F70A960653CAF06554CD8C4")
+    );
     let mut s = [0u8; 14];
     kdf(&master, &salt, LABEL_RTP_SALT, &mut s);
     assert_eq!(s.to_vec(), hex("FA31791685CA444A9E07C6C64E93"));
@@ -88,7 +106,11 @@ const RFC7714_RTCP: &str = "81c8000d 4d617273 4e545031 4e545032 52545020 0000042
 fn protect_vec(ctx: &mut SrtpContext, plain: &[u8], rtcp: bool, encrypt: bool) -> Vec<u8> {
     let mut buf = plain.to_vec();
     buf.resize(plain.len() + 32, 0);
-    let n = if rtcp { ctx.protect_rtcp_with(&mut buf, plain.len(), encrypt) } else { ctx.protect_rtp(&mut buf, plain.len()) };
+    let n = if rtcp {
+        ctx.protect_rtcp_with(&mut buf, plain.len(), encrypt)
+    } else {
+        ctx.protect_rtp(&mut buf, plain.len())
+    };
     buf.truncate(n.unwrap());
     buf
 }
@@ -104,7 +126,11 @@ fn rfc7714_srtp_vectors() {
     let plain = hex(RFC7714_RTP);
     for (profile, ct) in cases {
         let want = [&plain[..12], &hex(ct)[..]].concat();
-        assert_eq!(protect_vec(&mut gcm_session(profile), &plain, false, true), want, "{profile:?}");
+        assert_eq!(
+            protect_vec(&mut gcm_session(profile), &plain, false, true),
+            want,
+            "{profile:?}"
+        );
         let mut rx = gcm_session(profile);
         let mut buf = want.clone();
         let n = rx.unprotect_rtp(&mut buf).unwrap();
@@ -113,7 +139,10 @@ fn rfc7714_srtp_vectors() {
         assert_eq!(rx.unprotect_rtp(&mut again), Err(SrtpError::Replayed));
         let mut bad = want.clone();
         bad[20] ^= 1;
-        assert_eq!(gcm_session(profile).unprotect_rtp(&mut bad), Err(SrtpError::AuthFailed));
+        assert_eq!(
+            gcm_session(profile).unprotect_rtp(&mut bad),
+            Err(SrtpError::AuthFailed)
+        );
     }
 }
 
@@ -131,7 +160,11 @@ fn rfc7714_srtcp_vectors() {
         let want = hex(wire);
         let mut tx = gcm_session(profile);
         tx.set_srtcp_index(0x4d61_7273, 0x5d4).unwrap();
-        assert_eq!(protect_vec(&mut tx, &plain, true, encrypt), want, "{profile:?} E={encrypt}");
+        assert_eq!(
+            protect_vec(&mut tx, &plain, true, encrypt),
+            want,
+            "{profile:?} E={encrypt}"
+        );
         let mut rx = gcm_session(profile);
         let mut buf = want.clone();
         let n = rx.unprotect_rtcp(&mut buf).unwrap();
@@ -140,7 +173,10 @@ fn rfc7714_srtcp_vectors() {
         assert_eq!(rx.unprotect_rtcp(&mut again), Err(SrtpError::Replayed));
         let mut bad = want.clone();
         bad[9] ^= 0x40;
-        assert_eq!(gcm_session(profile).unprotect_rtcp(&mut bad), Err(SrtpError::AuthFailed));
+        assert_eq!(
+            gcm_session(profile).unprotect_rtcp(&mut bad),
+            Err(SrtpError::AuthFailed)
+        );
     }
 }
 
@@ -148,7 +184,12 @@ fn rfc7714_srtcp_vectors() {
 /// HMAC-SHA1 are all exercised.
 #[test]
 fn libsrtp_aes_cm_sha1_80_packet() {
-    let mut ctx = SrtpContext::new(SrtpProfile::Aes128CmHmacSha1_80, &hex("e1f97a0d3e018be0d64fa32c06de4139"), &hex("0ec675ad498afeebb6960b3aabe6")).unwrap();
+    let mut ctx = SrtpContext::new(
+        SrtpProfile::Aes128CmHmacSha1_80,
+        &hex("e1f97a0d3e018be0d64fa32c06de4139"),
+        &hex("0ec675ad498afeebb6960b3aabe6"),
+    )
+    .unwrap();
     let plain = hex("800f1234decafbadcafebabeabababababababababababababababab");
     let want = hex("800f1234decafbadcafebabe4e55dc4ce79978d88ca4d215949d2402b78d6acc99ea179b8dbb");
     assert_eq!(protect_vec(&mut ctx, &plain, false, true), want);
@@ -216,7 +257,10 @@ fn sequence_wrap_increments_roc_on_both_sides() {
         let mut fresh = ctx(profile);
         let mut pkt = rtp_packet(3, 9, 40);
         tx.protect_rtp_vec(&mut pkt).unwrap();
-        assert_eq!(fresh.unprotect_rtp(&mut pkt.clone()), Err(SrtpError::AuthFailed));
+        assert_eq!(
+            fresh.unprotect_rtp(&mut pkt.clone()),
+            Err(SrtpError::AuthFailed)
+        );
         fresh.set_roc(9, 1).unwrap();
         assert!(fresh.unprotect_rtp(&mut pkt).is_ok());
     }
@@ -235,9 +279,18 @@ fn replays_and_old_packets_are_rejected() {
         for pkt in sent.iter().skip(1) {
             assert!(rx.unprotect_rtp(&mut pkt.clone()).is_ok());
         }
-        assert_eq!(rx.unprotect_rtp(&mut sent[1099].clone()), Err(SrtpError::Replayed));
-        assert_eq!(rx.unprotect_rtp(&mut sent[500].clone()), Err(SrtpError::Replayed));
-        assert_eq!(rx.unprotect_rtp(&mut sent[0].clone()), Err(SrtpError::TooOld));
+        assert_eq!(
+            rx.unprotect_rtp(&mut sent[1099].clone()),
+            Err(SrtpError::Replayed)
+        );
+        assert_eq!(
+            rx.unprotect_rtp(&mut sent[500].clone()),
+            Err(SrtpError::Replayed)
+        );
+        assert_eq!(
+            rx.unprotect_rtp(&mut sent[0].clone()),
+            Err(SrtpError::TooOld)
+        );
     }
 }
 
@@ -252,10 +305,21 @@ fn tampering_and_truncation_are_rejected_without_state_change() {
             bad[i] ^= 0x10;
             assert!(rx.unprotect_rtp(&mut bad).is_err(), "{profile:?} flip {i}");
         }
-        let mut other_key = SrtpContext::new(profile, &vec![0xee; profile.key_len()], &vec![1; profile.salt_len()]).unwrap();
-        assert_eq!(other_key.unprotect_rtp(&mut pkt.clone()), Err(SrtpError::AuthFailed));
+        let mut other_key = SrtpContext::new(
+            profile,
+            &vec![0xee; profile.key_len()],
+            &vec![1; profile.salt_len()],
+        )
+        .unwrap();
+        assert_eq!(
+            other_key.unprotect_rtp(&mut pkt.clone()),
+            Err(SrtpError::AuthFailed)
+        );
         for cut in 0..pkt.len() {
-            assert!(rx.unprotect_rtp(&mut pkt[..cut].to_vec()).is_err(), "{profile:?} cut {cut}");
+            assert!(
+                rx.unprotect_rtp(&mut pkt[..cut].to_vec()).is_err(),
+                "{profile:?} cut {cut}"
+            );
         }
         // failed attempts left no stream state behind
         assert_eq!(rx.roc(5), None);
@@ -268,13 +332,19 @@ fn tampering_and_truncation_are_rejected_without_state_change() {
         let mut bad = rtcp.clone();
         *bad.last_mut().unwrap() ^= 1;
         assert_eq!(rx.unprotect_rtcp(&mut bad), Err(SrtpError::AuthFailed));
-        assert_eq!(tx.protect_rtp(&mut [0x80; 20], 20), Err(SrtpError::BufferTooSmall));
+        assert_eq!(
+            tx.protect_rtp(&mut [0x80; 20], 20),
+            Err(SrtpError::BufferTooSmall)
+        );
     }
 }
 
 #[test]
 fn stream_table_is_bounded() {
-    let (mut tx, mut rx) = (ctx(SrtpProfile::AeadAes128Gcm), ctx(SrtpProfile::AeadAes128Gcm));
+    let (mut tx, mut rx) = (
+        ctx(SrtpProfile::AeadAes128Gcm),
+        ctx(SrtpProfile::AeadAes128Gcm),
+    );
     rx.set_max_streams(2);
     for ssrc in 1..=3u32 {
         let mut pkt = rtp_packet(1, ssrc, 10);
@@ -301,34 +371,60 @@ fn keying_material_split_and_profile_names() {
     for p in PROFILES {
         assert_eq!(SrtpProfile::from_name(p.name()), Some(p));
     }
-    assert_eq!(SrtpProfile::from_dtls_id(7), Some(SrtpProfile::AeadAes128Gcm));
+    assert_eq!(
+        SrtpProfile::from_dtls_id(7),
+        Some(SrtpProfile::AeadAes128Gcm)
+    );
 }
 
 /// Packets protected by libsrtp (via pylibsrtp, see testdata/gen_srtp_vectors.py): ours must
 /// unprotect them, and protecting the same plain packets must give libsrtp's bytes exactly.
 #[test]
 fn pylibsrtp_cross_check() {
-    let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/srtp_pylibsrtp.txt"));
+    let text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/srtp_pylibsrtp.txt"
+    ));
     let mut current: Option<(SrtpContext, SrtpContext)> = None;
     let (mut profiles, mut checked) = (0, 0);
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let f: Vec<&str> = line.split(' ').collect();
         match f[0] {
             "profile" => {
                 let p = SrtpProfile::from_name(f[1]).unwrap();
                 let m = hex(f[2]);
                 let (k, s) = m.split_at(p.key_len());
-                current = Some((SrtpContext::new(p, k, s).unwrap(), SrtpContext::new(p, k, s).unwrap()));
+                current = Some((
+                    SrtpContext::new(p, k, s).unwrap(),
+                    SrtpContext::new(p, k, s).unwrap(),
+                ));
                 profiles += 1;
             }
             kind => {
                 let (tx, rx) = current.as_mut().unwrap();
                 let (plain, theirs) = (hex(f[1]), hex(f[2]));
                 let rtcp = kind == "rtcp";
-                assert_eq!(protect_vec(tx, &plain, rtcp, true), theirs, "{} protect {line}", tx.profile().name());
+                assert_eq!(
+                    protect_vec(tx, &plain, rtcp, true),
+                    theirs,
+                    "{} protect {line}",
+                    tx.profile().name()
+                );
                 let mut buf = theirs.clone();
-                let n = if rtcp { rx.unprotect_rtcp(&mut buf) } else { rx.unprotect_rtp(&mut buf) };
-                assert_eq!(&buf[..n.unwrap()], &plain[..], "{} unprotect {line}", rx.profile().name());
+                let n = if rtcp {
+                    rx.unprotect_rtcp(&mut buf)
+                } else {
+                    rx.unprotect_rtp(&mut buf)
+                };
+                assert_eq!(
+                    &buf[..n.unwrap()],
+                    &plain[..],
+                    "{} unprotect {line}",
+                    rx.profile().name()
+                );
                 checked += 1;
             }
         }

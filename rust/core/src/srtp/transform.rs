@@ -39,7 +39,11 @@ pub(crate) const LABEL_RTCP_SALT: u8 = 5;
 
 /// XORs the AES counter-mode keystream starting at `iv` into `data`, eight blocks at a time
 /// (so AES-NI can pipeline them).
-pub(crate) fn aes_cm_xor<C: BlockCipherEncrypt<BlockSize = U16>>(cipher: &C, iv: [u8; 16], data: &mut [u8]) {
+pub(crate) fn aes_cm_xor<C: BlockCipherEncrypt<BlockSize = U16>>(
+    cipher: &C,
+    iv: [u8; 16],
+    data: &mut [u8],
+) {
     const PAR: usize = 8;
     let mut counter = u128::from_be_bytes(iv);
     let mut blocks: [Block<C>; PAR] = Default::default();
@@ -50,14 +54,29 @@ pub(crate) fn aes_cm_xor<C: BlockCipherEncrypt<BlockSize = U16>>(cipher: &C, iv:
             counter = counter.wrapping_add(1);
         }
         cipher.encrypt_blocks(&mut blocks[..n]);
-        for (d, k) in chunk.iter_mut().zip(blocks.iter().flat_map(|b| b.iter())) {
-            *d ^= k;
+        for (d, k) in chunk.chunks_mut(16).zip(blocks.iter()) {
+            if let (Ok(d16), Ok(k16)) = (
+                <&mut [u8; 16]>::try_from(&mut *d),
+                <&[u8; 16]>::try_from(&k[..]),
+            ) {
+                // whole block: one 128-bit XOR instead of 16 byte XORs
+                *d16 = (u128::from_ne_bytes(*d16) ^ u128::from_ne_bytes(*k16)).to_ne_bytes();
+            } else {
+                for (x, y) in d.iter_mut().zip(k.iter()) {
+                    *x ^= y;
+                }
+            }
         }
     }
 }
 
 /// The AES-CM PRF of RFC 3711 §4.3.3: fills `out` with session key material for `label`.
-pub(crate) fn kdf<C: BlockCipherEncrypt<BlockSize = U16>>(master: &C, master_salt: &[u8], label: u8, out: &mut [u8]) {
+pub(crate) fn kdf<C: BlockCipherEncrypt<BlockSize = U16>>(
+    master: &C,
+    master_salt: &[u8],
+    label: u8,
+    out: &mut [u8],
+) {
     let mut iv = [0u8; 16];
     iv[..master_salt.len().min(14)].copy_from_slice(&master_salt[..master_salt.len().min(14)]);
     iv[7] ^= label;
@@ -66,7 +85,12 @@ pub(crate) fn kdf<C: BlockCipherEncrypt<BlockSize = U16>>(master: &C, master_sal
 }
 
 /// Derives (key, salt, auth key) for one of SRTP or SRTCP.
-fn derive(profile: SrtpProfile, master_key: &[u8], master_salt: &[u8], labels: [u8; 3]) -> ([u8; 32], [u8; 14], [u8; 20]) {
+fn derive(
+    profile: SrtpProfile,
+    master_key: &[u8],
+    master_salt: &[u8],
+    labels: [u8; 3],
+) -> ([u8; 32], [u8; 14], [u8; 20]) {
     let (mut key, mut salt, mut auth) = ([0u8; 32], [0u8; 14], [0u8; 20]);
     let (kl, sl) = (profile.key_len(), profile.salt_len());
     if master_key.len() == 32 {
@@ -89,11 +113,21 @@ fn derive(profile: SrtpProfile, master_key: &[u8], master_salt: &[u8], labels: [
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Transform {
     /// AES_CM_128_HMAC_SHA1_80.
-    CmSha1 { aes: Aes128, salt: [u8; 14], mac: Hmac<Sha1> },
+    CmSha1 {
+        aes: Aes128,
+        salt: [u8; 14],
+        mac: Hmac<Sha1>,
+    },
     /// AEAD_AES_128_GCM.
-    Gcm128 { aead: Box<Aes128Gcm>, salt: [u8; 12] },
+    Gcm128 {
+        aead: Box<Aes128Gcm>,
+        salt: [u8; 12],
+    },
     /// AEAD_AES_256_GCM.
-    Gcm256 { aead: Box<Aes256Gcm>, salt: [u8; 12] },
+    Gcm256 {
+        aead: Box<Aes256Gcm>,
+        salt: [u8; 12],
+    },
 }
 
 fn salt12(s: &[u8; 14]) -> [u8; 12] {
@@ -104,7 +138,12 @@ fn salt12(s: &[u8; 14]) -> [u8; 12] {
 
 impl Transform {
     /// Builds the SRTP (`rtcp == false`) or SRTCP transform from master key and salt.
-    pub(crate) fn new(profile: SrtpProfile, master_key: &[u8], master_salt: &[u8], rtcp: bool) -> Result<Self, SrtpError> {
+    pub(crate) fn new(
+        profile: SrtpProfile,
+        master_key: &[u8],
+        master_salt: &[u8],
+        rtcp: bool,
+    ) -> Result<Self, SrtpError> {
         if master_key.len() != profile.key_len() || master_salt.len() != profile.salt_len() {
             return Err(SrtpError::BadKeyLength);
         }
@@ -114,11 +153,21 @@ impl Transform {
             [LABEL_RTP_KEY, LABEL_RTP_AUTH, LABEL_RTP_SALT]
         };
         let (key, salt, auth) = derive(profile, master_key, master_salt, labels);
-        Ok(Self::from_session_keys(profile, &key[..profile.key_len()], &salt, &auth))
+        Ok(Self::from_session_keys(
+            profile,
+            &key[..profile.key_len()],
+            &salt,
+            &auth,
+        ))
     }
 
     /// Builds a transform from session keys directly (what the RFC test vectors give).
-    pub(crate) fn from_session_keys(profile: SrtpProfile, key: &[u8], salt: &[u8; 14], auth: &[u8; 20]) -> Self {
+    pub(crate) fn from_session_keys(
+        profile: SrtpProfile,
+        key: &[u8],
+        salt: &[u8; 14],
+        auth: &[u8; 20],
+    ) -> Self {
         match profile {
             SrtpProfile::Aes128CmHmacSha1_80 => Transform::CmSha1 {
                 aes: Aes128::new_from_slice(key).expect("16-byte key"),
@@ -178,35 +227,86 @@ impl Transform {
 
     /// Encrypts and authenticates `buf[..len]` (RTP header of `header_len` bytes + payload);
     /// `buf` must have room for the tag. Returns the protected length.
-    pub(crate) fn protect_rtp(&self, buf: &mut [u8], header_len: usize, len: usize, ssrc: u32, roc: u32, seq: u16) -> usize {
+    pub(crate) fn protect_rtp(
+        &self,
+        buf: &mut [u8],
+        header_len: usize,
+        len: usize,
+        ssrc: u32,
+        roc: u32,
+        seq: u16,
+    ) -> usize {
         let index = (u64::from(roc) << 16) | u64::from(seq);
         match self {
             Transform::CmSha1 { aes, salt, mac } => {
-                aes_cm_xor(aes, Self::cm_iv(salt, ssrc, index), &mut buf[header_len..len]);
+                aes_cm_xor(
+                    aes,
+                    Self::cm_iv(salt, ssrc, index),
+                    &mut buf[header_len..len],
+                );
                 let tag = Self::hmac(mac, &buf[..len], Some(roc));
                 buf[len..len + HMAC_TAG_LEN].copy_from_slice(&tag[..HMAC_TAG_LEN]);
                 len + HMAC_TAG_LEN
             }
-            Transform::Gcm128 { aead, salt } => gcm_seal(&**aead, &Self::gcm_iv(salt, ssrc, roc, seq), buf, header_len, len),
-            Transform::Gcm256 { aead, salt } => gcm_seal(&**aead, &Self::gcm_iv(salt, ssrc, roc, seq), buf, header_len, len),
+            Transform::Gcm128 { aead, salt } => gcm_seal(
+                &**aead,
+                &Self::gcm_iv(salt, ssrc, roc, seq),
+                buf,
+                header_len,
+                len,
+            ),
+            Transform::Gcm256 { aead, salt } => gcm_seal(
+                &**aead,
+                &Self::gcm_iv(salt, ssrc, roc, seq),
+                buf,
+                header_len,
+                len,
+            ),
         }
     }
 
     /// Verifies and decrypts a protected RTP packet of `len` bytes. Returns the plain length.
-    pub(crate) fn unprotect_rtp(&self, buf: &mut [u8], header_len: usize, len: usize, ssrc: u32, roc: u32, seq: u16) -> Result<usize, SrtpError> {
+    pub(crate) fn unprotect_rtp(
+        &self,
+        buf: &mut [u8],
+        header_len: usize,
+        len: usize,
+        ssrc: u32,
+        roc: u32,
+        seq: u16,
+    ) -> Result<usize, SrtpError> {
         let index = (u64::from(roc) << 16) | u64::from(seq);
-        let body = len.checked_sub(self.rtp_overhead()).filter(|&b| b >= header_len).ok_or(SrtpError::TooShort)?;
+        let body = len
+            .checked_sub(self.rtp_overhead())
+            .filter(|&b| b >= header_len)
+            .ok_or(SrtpError::TooShort)?;
         match self {
             Transform::CmSha1 { aes, salt, mac } => {
                 let tag = Self::hmac(mac, &buf[..body], Some(roc));
                 if !bool::from(tag[..HMAC_TAG_LEN].ct_eq(&buf[body..len])) {
                     return Err(SrtpError::AuthFailed);
                 }
-                aes_cm_xor(aes, Self::cm_iv(salt, ssrc, index), &mut buf[header_len..body]);
+                aes_cm_xor(
+                    aes,
+                    Self::cm_iv(salt, ssrc, index),
+                    &mut buf[header_len..body],
+                );
                 Ok(body)
             }
-            Transform::Gcm128 { aead, salt } => gcm_open(&**aead, &Self::gcm_iv(salt, ssrc, roc, seq), buf, header_len, len),
-            Transform::Gcm256 { aead, salt } => gcm_open(&**aead, &Self::gcm_iv(salt, ssrc, roc, seq), buf, header_len, len),
+            Transform::Gcm128 { aead, salt } => gcm_open(
+                &**aead,
+                &Self::gcm_iv(salt, ssrc, roc, seq),
+                buf,
+                header_len,
+                len,
+            ),
+            Transform::Gcm256 { aead, salt } => gcm_open(
+                &**aead,
+                &Self::gcm_iv(salt, ssrc, roc, seq),
+                buf,
+                header_len,
+                len,
+            ),
         }
     }
 
@@ -217,20 +317,35 @@ impl Transform {
 
     /// Protects `buf[..len]` (a compound RTCP packet) with SRTCP index `index`; encrypts unless
     /// `encrypt` is false (E flag clear). Returns the protected length.
-    pub(crate) fn protect_rtcp(&self, buf: &mut [u8], len: usize, ssrc: u32, index: u32, encrypt: bool) -> usize {
+    pub(crate) fn protect_rtcp(
+        &self,
+        buf: &mut [u8],
+        len: usize,
+        ssrc: u32,
+        index: u32,
+        encrypt: bool,
+    ) -> usize {
         let e_index = (index & 0x7FFF_FFFF) | if encrypt { 0x8000_0000 } else { 0 };
         match self {
             Transform::CmSha1 { aes, salt, mac } => {
                 if encrypt {
-                    aes_cm_xor(aes, Self::cm_iv(salt, ssrc, u64::from(index & 0x7FFF_FFFF)), &mut buf[8..len]);
+                    aes_cm_xor(
+                        aes,
+                        Self::cm_iv(salt, ssrc, u64::from(index & 0x7FFF_FFFF)),
+                        &mut buf[8..len],
+                    );
                 }
                 buf[len..len + 4].copy_from_slice(&e_index.to_be_bytes());
                 let tag = Self::hmac(mac, &buf[..len + 4], None);
                 buf[len + 4..len + 4 + HMAC_TAG_LEN].copy_from_slice(&tag[..HMAC_TAG_LEN]);
                 len + 4 + HMAC_TAG_LEN
             }
-            Transform::Gcm128 { aead, salt } => gcm_seal_rtcp(&**aead, salt, buf, len, ssrc, e_index),
-            Transform::Gcm256 { aead, salt } => gcm_seal_rtcp(&**aead, salt, buf, len, ssrc, e_index),
+            Transform::Gcm128 { aead, salt } => {
+                gcm_seal_rtcp(&**aead, salt, buf, len, ssrc, e_index)
+            }
+            Transform::Gcm256 { aead, salt } => {
+                gcm_seal_rtcp(&**aead, salt, buf, len, ssrc, e_index)
+            }
         }
     }
 
@@ -240,9 +355,20 @@ impl Transform {
             Transform::CmSha1 { .. } => buf.len().checked_sub(4 + HMAC_TAG_LEN),
             _ => buf.len().checked_sub(4),
         }
-        .filter(|&at| at >= 8 + if matches!(self, Transform::CmSha1 { .. }) { 0 } else { GCM_TAG_LEN })
+        .filter(|&at| {
+            at >= 8 + if matches!(self, Transform::CmSha1 { .. }) {
+                0
+            } else {
+                GCM_TAG_LEN
+            }
+        })
         .ok_or(SrtpError::TooShort)?;
-        Ok(u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]))
+        Ok(u32::from_be_bytes([
+            buf[at],
+            buf[at + 1],
+            buf[at + 2],
+            buf[at + 3],
+        ]))
     }
 
     /// Verifies and decrypts a protected RTCP packet (the whole of `buf`). Returns the plain
@@ -259,7 +385,11 @@ impl Transform {
                     return Err(SrtpError::AuthFailed);
                 }
                 if encrypted {
-                    aes_cm_xor(aes, Self::cm_iv(salt, ssrc, u64::from(index)), &mut buf[8..body]);
+                    aes_cm_xor(
+                        aes,
+                        Self::cm_iv(salt, ssrc, u64::from(index)),
+                        &mut buf[8..body],
+                    );
                 }
                 Ok(body)
             }
@@ -269,29 +399,55 @@ impl Transform {
     }
 }
 
-fn gcm_seal<A: AeadInOut>(aead: &A, iv: &[u8; 12], buf: &mut [u8], aad_len: usize, len: usize) -> usize {
+fn gcm_seal<A: AeadInOut>(
+    aead: &A,
+    iv: &[u8; 12],
+    buf: &mut [u8],
+    aad_len: usize,
+    len: usize,
+) -> usize {
     let (aad, rest) = buf.split_at_mut(aad_len);
     let (data, tail) = rest.split_at_mut(len - aad_len);
     let nonce = aes_gcm::Nonce::<A::NonceSize>::try_from(&iv[..]).expect("12-byte nonce");
-    let tag = aead.encrypt_inout_detached(&nonce, aad, data.into()).expect("packet within GCM limits");
+    let tag = aead
+        .encrypt_inout_detached(&nonce, aad, data.into())
+        .expect("packet within GCM limits");
     tail[..GCM_TAG_LEN].copy_from_slice(&tag[..GCM_TAG_LEN]);
     len + GCM_TAG_LEN
 }
 
-fn gcm_open<A: AeadInOut>(aead: &A, iv: &[u8; 12], buf: &mut [u8], aad_len: usize, len: usize) -> Result<usize, SrtpError> {
+fn gcm_open<A: AeadInOut>(
+    aead: &A,
+    iv: &[u8; 12],
+    buf: &mut [u8],
+    aad_len: usize,
+    len: usize,
+) -> Result<usize, SrtpError> {
     let body = len - GCM_TAG_LEN;
     let (aad, rest) = buf.split_at_mut(aad_len);
     let (data, tail) = rest.split_at_mut(body - aad_len);
     let nonce = aes_gcm::Nonce::<A::NonceSize>::try_from(&iv[..]).expect("12-byte nonce");
-    let tag = aes_gcm::aead::Tag::<A>::try_from(&tail[..GCM_TAG_LEN]).map_err(|_| SrtpError::TooShort)?;
-    aead.decrypt_inout_detached(&nonce, aad, data.into(), &tag).map_err(|_| SrtpError::AuthFailed)?;
+    let tag =
+        aes_gcm::aead::Tag::<A>::try_from(&tail[..GCM_TAG_LEN]).map_err(|_| SrtpError::TooShort)?;
+    aead.decrypt_inout_detached(&nonce, aad, data.into(), &tag)
+        .map_err(|_| SrtpError::AuthFailed)?;
     Ok(body)
 }
 
-fn gcm_seal_rtcp<A: AeadInOut>(aead: &A, salt: &[u8; 12], buf: &mut [u8], len: usize, ssrc: u32, e_index: u32) -> usize {
+fn gcm_seal_rtcp<A: AeadInOut>(
+    aead: &A,
+    salt: &[u8; 12],
+    buf: &mut [u8],
+    len: usize,
+    ssrc: u32,
+    e_index: u32,
+) -> usize {
     let iv = Transform::gcm_iv(salt, ssrc, 0, 0);
     let mut iv = iv;
-    for (d, s) in iv[8..12].iter_mut().zip((e_index & 0x7FFF_FFFF).to_be_bytes()) {
+    for (d, s) in iv[8..12]
+        .iter_mut()
+        .zip((e_index & 0x7FFF_FFFF).to_be_bytes())
+    {
         *d ^= s;
     }
     let nonce = aes_gcm::Nonce::<A::NonceSize>::try_from(&iv[..]).expect("12-byte nonce");
@@ -311,14 +467,24 @@ fn gcm_seal_rtcp<A: AeadInOut>(aead: &A, salt: &[u8; 12], buf: &mut [u8], len: u
     len + GCM_TAG_LEN + 4
 }
 
-fn gcm_open_rtcp<A: AeadInOut>(aead: &A, salt: &[u8; 12], buf: &mut [u8], ssrc: u32, e_index: u32) -> Result<usize, SrtpError> {
+fn gcm_open_rtcp<A: AeadInOut>(
+    aead: &A,
+    salt: &[u8; 12],
+    buf: &mut [u8],
+    ssrc: u32,
+    e_index: u32,
+) -> Result<usize, SrtpError> {
     let body = buf.len() - 4 - GCM_TAG_LEN;
     let mut iv = Transform::gcm_iv(salt, ssrc, 0, 0);
-    for (d, s) in iv[8..12].iter_mut().zip((e_index & 0x7FFF_FFFF).to_be_bytes()) {
+    for (d, s) in iv[8..12]
+        .iter_mut()
+        .zip((e_index & 0x7FFF_FFFF).to_be_bytes())
+    {
         *d ^= s;
     }
     let nonce = aes_gcm::Nonce::<A::NonceSize>::try_from(&iv[..]).expect("12-byte nonce");
-    let tag = aes_gcm::aead::Tag::<A>::try_from(&buf[body..body + GCM_TAG_LEN]).map_err(|_| SrtpError::TooShort)?;
+    let tag = aes_gcm::aead::Tag::<A>::try_from(&buf[body..body + GCM_TAG_LEN])
+        .map_err(|_| SrtpError::TooShort)?;
     let ok = if e_index & 0x8000_0000 != 0 {
         let mut aad = [0u8; 12];
         aad[..8].copy_from_slice(&buf[..8]);
