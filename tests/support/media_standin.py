@@ -28,6 +28,8 @@ class StandInMediaSession:
         self.backend = backend
         self.tracks: set[str] = set()
         self.data: list[models.DataPacket] = []
+        self.subscribed: set[str] = set()
+        self.paused: set[str] = set()
         self.closed = False
 
     async def handle_offer(self, offer: rtc.SessionDescription) -> None:
@@ -58,6 +60,18 @@ class StandInMediaSession:
         copy.CopyFrom(packet)
         self.data.append(copy)
         return True
+
+    def subscribe(self, track_sid: str) -> bool:
+        if track_sid in self.subscribed:
+            return False
+        self.subscribed.add(track_sid)
+        return True
+
+    def unsubscribe(self, track_sid: str) -> None:
+        self.subscribed.discard(track_sid)
+
+    def set_paused(self, track_sid: str, paused: bool) -> None:
+        (self.paused.add if paused else self.paused.discard)(track_sid)
 
     async def close(self) -> None:
         self.closed = True

@@ -153,12 +153,11 @@ class RoomService:
 
     async def update_subscriptions(self, req: rs.UpdateSubscriptionsRequest, ctx: CallContext) -> rs.UpdateSubscriptionsResponse:
         _require_admin(ctx, req.room)
-        _, participant = self.node.rooms.find_participant(req.room, req.identity)
+        room, participant = self.node.rooms.find_participant(req.room, req.identity)
         sids = list(req.track_sids)
         for pt in req.participant_tracks:
             sids.extend(pt.track_sids)
-        for sid in sids:
-            participant.subscription_requests[sid] = req.subscribe
+        room.update_subscriptions(participant, sids, req.subscribe)
         return rs.UpdateSubscriptionsResponse()
 
     async def send_data(self, req: rs.SendDataRequest, ctx: CallContext) -> rs.SendDataResponse:

@@ -28,7 +28,9 @@ class MediaEvents(Protocol):
 
     def on_transport_failed(self) -> None: ...
 
-    def on_track_received(self, cid: str, mid: str, mime_type: str) -> None: ...
+    def on_track_received(self, cid: str, mid: str, mime_type: str) -> str | None:
+        """Media for a pending AddTrack arrived; returns the published track's sid."""
+        ...
 
     def on_track_ended(self, cid: str) -> None: ...
 
@@ -49,6 +51,14 @@ class MediaSession(Protocol):
     def send_data(self, packet: models.DataPacket) -> bool:
         """Queue a data packet to the participant; False when it cannot be delivered."""
         ...
+
+    def subscribe(self, track_sid: str) -> bool:
+        """Start sending a published track to this participant; False if it cannot."""
+        ...
+
+    def unsubscribe(self, track_sid: str) -> None: ...
+
+    def set_paused(self, track_sid: str, paused: bool) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -96,6 +106,15 @@ class UnavailableMedia:
     def send_data(self, packet: models.DataPacket) -> bool:
         self._drop("data")
         return False
+
+    def subscribe(self, track_sid: str) -> bool:
+        return False
+
+    def unsubscribe(self, track_sid: str) -> None:
+        return None
+
+    def set_paused(self, track_sid: str, paused: bool) -> None:
+        return None
 
     async def close(self) -> None:
         return None

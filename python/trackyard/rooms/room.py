@@ -128,6 +128,7 @@ class Room:
         room = self.to_proto()
         info = participant.to_proto()
         for track in participant.tracks.values():
+            self._unsubscribe_all(track.sid)
             self._events.notify(hooks.track_unpublished(room, info, track))
         if participant.was_active:
             self._events.notify(hooks.participant_left(room, info))
@@ -213,17 +214,68 @@ class Room:
         participant.touch()
         self.broadcast_participant(participant)
 
+    # --- subscriptions ----------------------------------------------------------------
+    def _wants(self, subscriber: Participant, track_sid: str) -> bool:
+        if subscriber.closed or subscriber.media is None or not subscriber.permission.can_subscribe:
+            return False
+        choice = subscriber.subscription_requests.get(track_sid)
+        return choice if choice is not None else subscriber.options.auto_subscribe
+
+    def _subscribe(self, subscriber: Participant, publisher: Participant, track_sid: str) -> None:
+        if subscriber.media is not None and subscriber.media.subscribe(track_sid):
+            if track_sid not in publisher.subscribed_tracks:
+                publisher.subscribed_tracks.add(track_sid)
+                publisher.send(rtc.SignalResponse(track_subscribed=rtc.TrackSubscribed(track_sid=track_sid)))
+            if track_sid in subscriber.disabled_tracks:
+                subscriber.media.set_paused(track_sid, True)
+
+    def subscribe_existing(self, subscriber: Participant) -> None:
+        """A newcomer gets every published track it wants."""
+        for publisher in list(self.participants.values()):
+            if publisher is subscriber:
+                continue
+            for sid in publisher.tracks:
+                if self._wants(subscriber, sid):
+                    self._subscribe(subscriber, publisher, sid)
+
+    def update_subscriptions(self, subscriber: Participant, track_sids: list[str], subscribe: bool) -> None:
+        for sid in track_sids:
+            subscriber.subscription_requests[sid] = subscribe
+            publisher = next((p for p in self.participants.values() if sid in p.tracks), None)
+            if publisher is None or publisher is subscriber or subscriber.media is None:
+                continue
+            if subscribe and self._wants(subscriber, sid):
+                self._subscribe(subscriber, publisher, sid)
+            elif not subscribe:
+                subscriber.media.unsubscribe(sid)
+
     # --- tracks -----------------------------------------------------------------------
     def publish_track(self, participant: Participant, track: models.TrackInfo) -> None:
         participant.tracks[track.sid] = track
         participant.touch()
         self.broadcast_participant(participant)
         self._events.notify(hooks.track_published(self.to_proto(), participant.to_proto(), track))
+        # subscribe after the update, so subscribers know the track before media for it arrives
+        asyncio.get_running_loop().call_soon(self._subscribe_all, participant, track.sid)
+
+    def _subscribe_all(self, publisher: Participant, track_sid: str) -> None:
+        if publisher.closed or track_sid not in publisher.tracks:
+            return
+        for subscriber in list(self.participants.values()):
+            if subscriber is not publisher and self._wants(subscriber, track_sid):
+                self._subscribe(subscriber, publisher, track_sid)
+
+    def _unsubscribe_all(self, track_sid: str) -> None:
+        for p in self.participants.values():
+            if p.media is not None:
+                p.media.unsubscribe(track_sid)
 
     def unpublish_track(self, participant: Participant, track_sid: str) -> None:
         track = participant.tracks.pop(track_sid, None)
         if track is None:
             return
+        participant.subscribed_tracks.discard(track_sid)
+        self._unsubscribe_all(track_sid)
         participant.touch()
         participant.send(rtc.SignalResponse(track_unpublished=rtc.TrackUnpublishedResponse(track_sid=track_sid)))
         self.broadcast_participant(participant)

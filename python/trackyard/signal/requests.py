@@ -124,8 +124,7 @@ class ParticipantSignal:
         sids = list(request.track_sids)
         for pt in request.participant_tracks:
             sids.extend(pt.track_sids)
-        for sid in sids:
-            self.participant.subscription_requests[sid] = request.subscribe
+        self.room.update_subscriptions(self.participant, sids, request.subscribe)
 
     async def _on_track_setting(self, request: rtc.UpdateTrackSettings) -> None:
         for sid in request.track_sids:
@@ -133,6 +132,8 @@ class ParticipantSignal:
                 self.participant.disabled_tracks.add(sid)
             else:
                 self.participant.disabled_tracks.discard(sid)
+            if self.participant.media is not None:
+                self.participant.media.set_paused(sid, request.disabled)
 
     async def _on_update_metadata(self, request: rtc.UpdateParticipantMetadata) -> None:
         p = self.participant
@@ -153,15 +154,16 @@ class ParticipantSignal:
     def on_transport_failed(self) -> None:
         log.info("media transport of %s failed", self.participant.identity)
 
-    def on_track_received(self, cid: str, mid: str, mime_type: str) -> None:
+    def on_track_received(self, cid: str, mid: str, mime_type: str) -> str | None:
         track = self.participant.pending_tracks.pop(cid, None)
         if track is None:
             log.debug("media for unknown cid %s from %s", cid, self.participant.identity)
-            return
+            return None
         track.mid = mid
         if mime_type:
             track.mime_type = mime_type
         self.room.publish_track(self.participant, track)
+        return track.sid
 
     def on_track_ended(self, cid: str) -> None:
         sid = next((s for s, c in self.cid_by_sid.items() if c == cid), None)

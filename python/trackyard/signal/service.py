@@ -147,6 +147,7 @@ class SignalService:
             handler.add_track(add_track)
         if params.publisher_offer is not None:
             await handler.handle(rtc.SignalRequest(offer=params.publisher_offer))
+        room.subscribe_existing(participant)
         return await self._serve(ws, conn, room, participant, handler)
 
     def _join_response(self, room: Room, participant: Participant, subscriber_primary: bool) -> rtc.JoinResponse:
