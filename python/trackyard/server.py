@@ -11,13 +11,15 @@ from aiohttp import web
 from yarl import URL
 from livekit.protocol import models
 
-from trackyard import engine
 from trackyard.api import twirp
 from trackyard.api.room_service import RoomService
 from trackyard.auth.tokens import token_from_request, verify_token
 from trackyard.config import Config
 from trackyard.context import NodeContext
-from trackyard.media.session import MediaBackend, UnavailableBackend
+from trackyard.engine import MediaEngine, is_debug_build
+from trackyard.engine import version as engine_version
+from trackyard.media.session import MediaBackend
+from trackyard.media.webrtc import WebRtcBackend
 from trackyard.rooms.manager import RoomManager
 from trackyard.signal.service import SignalService
 from trackyard.webhooks.notifier import WebhookNotifier
@@ -47,7 +49,11 @@ def build_server(config: Config, *, media: MediaBackend | None = None) -> Server
         wh = config.webhook
         hooks = WebhookNotifier(wh.urls, wh.api_key, config.keys[wh.api_key],
                                 include_events=wh.include_events or None, exclude_events=wh.exclude_events or None)
-    node = NodeContext(config=config, rooms=RoomManager(config, hooks), media=media or UnavailableBackend())
+    engine: MediaEngine | None = None
+    if media is None:
+        engine = MediaEngine(f"0.0.0.0:{config.rtc.udp_port}")
+        media = WebRtcBackend(engine, advertise=[config.rtc.node_ip] if config.rtc.node_ip else None)
+    node = NodeContext(config=config, rooms=RoomManager(config, hooks), media=media)
     app = web.Application(client_max_size=config.limit.max_api_request_body_size,
                           middlewares=[_double_slash_middleware])
     signal_service = SignalService(node)
@@ -63,6 +69,10 @@ def build_server(config: Config, *, media: MediaBackend | None = None) -> Server
     server = Server(node=node, app=app, signal=signal_service, webhooks=hooks)
 
     async def on_startup(_app: web.Application) -> None:
+        if engine is not None:
+            engine.start()
+            log.info("media on UDP port %d, ICE candidates %s", engine.local_address[1],
+                     ", ".join(f"{ip}:{port}" for ip, port in media.candidates))
         node.rooms.start()
 
     async def on_shutdown(_app: web.Application) -> None:
@@ -71,6 +81,8 @@ def build_server(config: Config, *, media: MediaBackend | None = None) -> Server
 
     async def on_cleanup(_app: web.Application) -> None:
         await hooks.close()
+        if engine is not None:
+            engine.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
@@ -112,8 +124,8 @@ async def serve(config: Config, *, media: MediaBackend | None = None) -> None:
     for address in config.bind_addresses:
         await web.TCPSite(runner, address, config.port).start()
     log.info("trackyard listening on %s port %d (engine %s%s, event loop %s), node %s",
-             ", ".join(config.bind_addresses), config.port, engine.version(),
-             " debug build" if engine.is_debug_build() else "", type(asyncio.get_running_loop()).__module__,
+             ", ".join(config.bind_addresses), config.port, engine_version(),
+             " debug build" if is_debug_build() else "", type(asyncio.get_running_loop()).__module__,
              server.node.node_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -165,7 +165,7 @@ async def test_sdk_v1_join_reaches_server_and_join_response_is_accepted(server, 
 
     logs = server.logs()
     assert f"participant {identity} ({joined.sid}) joined room {room_name} via /rtc/v1" in logs
-    assert f"no media engine: dropped offer from {joined.sid}" in logs  # the join_request's publisher offer
+    # (the publisher offer in the join request is answered; see the SDK log check above)
     assert "Traceback" not in logs
     assert server.alive()
 
@@ -243,6 +243,5 @@ async def test_sdk_v0_join_with_single_peer_connection_off(server, sdk, lkapi):
     logs = server.logs()
     assert f"participant {identity} ({joined.sid}) joined room {room_name} via /rtc (v0, two peer connections)" in logs
     assert "via /rtc/v1" not in logs
-    assert f"no media engine: dropped offer from {joined.sid}" in logs
     assert "Traceback" not in logs
     assert server.alive()

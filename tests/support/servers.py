@@ -47,6 +47,7 @@ def make_config(**sections) -> Config:
     cfg.port = free_port()
     cfg.rtc.udp_port = free_udp_port()
     cfg.rtc.tcp_port = free_port()
+    cfg.rtc.node_ip = "127.0.0.1"  # ICE candidates on loopback only (tests never reach other addresses)
     for name, values in sections.items():
         section = getattr(cfg, name)
         for key, value in values.items():

@@ -1,0 +1,137 @@
+"""One peer connection's transport on the server side: ICE-lite in the engine, DTLS and SCTP
+in aiortc, SRTP keys handed back to the engine.
+
+Life of a transport: created with fresh ICE credentials (they go into our SDP) → the remote
+SDP gives the peer's DTLS fingerprint → the engine binds the peer's address on its first
+valid ICE check → the peer (DTLS client, `a=setup:active`) starts the handshake → keys go to
+the engine, SCTP starts, `on_connected` fires. Data channels carry LiveKit `DataPacket`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+
+from aiortc import RTCDataChannel, RTCDataChannelParameters
+from aiortc.rtcdtlstransport import RTCCertificate
+from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
+
+from trackyard.engine import MediaEngine, NewStream
+from trackyard.media.dtls import DtlsSession, parse_fingerprint
+
+log = logging.getLogger(__name__)
+
+SCTP_PORT = 5000
+RELIABLE, LOSSY = "_reliable", "_lossy"
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def _ice_token(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+class PeerTransport:
+    def __init__(self, engine: MediaEngine, certificate: RTCCertificate, *, label: str,
+                 on_connected: Callable[[], None], on_failed: Callable[[], None],
+                 on_message: Callable[[str, bytes], None], on_new_stream: Callable[[NewStream], None]) -> None:
+        self.engine = engine
+        self.label = label
+        self.ufrag = _ice_token(8)
+        self.pwd = _ice_token(24)
+        self.handle = engine.add_transport(self.ufrag, self.pwd, self)
+        self.dtls = DtlsSession(certificate, engine.dtls_sender(self.handle))
+        self.sctp: RTCSctpTransport | None = None
+        self.channels: dict[str, RTCDataChannel] = {}
+        self.connected = False
+        self.closed = False
+        self._on_connected = on_connected
+        self._on_failed = on_failed
+        self._on_message = on_message
+        self._on_new_stream = on_new_stream
+        self._started = False
+        self._task: asyncio.Task | None = None
+        self.remote_address: tuple[str, int] | None = None
+
+    # --- engine events (TransportHandler) ---------------------------------------------
+    def on_bound(self, ip: str, port: int) -> None:
+        self.remote_address = (ip, port)
+        log.debug("%s: ICE bound to %s:%d", self.label, ip, port)
+
+    def on_dtls(self, data: bytes) -> None:
+        self.dtls.port.feed(data)
+
+    def on_consent_lost(self) -> None:
+        log.info("%s: ICE consent lost", self.label)
+        self._on_failed()
+
+    def on_new_stream(self, stream: NewStream) -> None:
+        self._on_new_stream(stream)
+
+    # --- negotiation ------------------------------------------------------------------
+    def start(self, remote_fingerprint: str) -> None:
+        """Begin DTLS (we are the DTLS server) once the remote fingerprint is known."""
+        if self._started or self.closed:
+            return
+        self._started = True
+        self._task = asyncio.get_running_loop().create_task(self._run(parse_fingerprint(remote_fingerprint)))
+
+    async def _run(self, fingerprint) -> None:
+        await self.dtls.start([fingerprint])
+        keys = self.dtls.transport.srtp_keys
+        if self.dtls.state != "connected" or keys is None or self.closed:
+            log.info("%s: DTLS failed (%s)", self.label, self.dtls.state)
+            if not self.closed:
+                self._on_failed()
+            return
+        self.engine.set_srtp(self.handle, keys.profile, keys.local, keys.remote)
+        self.sctp = RTCSctpTransport(self.dtls.transport, port=SCTP_PORT)
+        self.sctp.on("datachannel", self._adopt)
+        await self.sctp.start(RTCSctpCapabilities(maxMessageSize=262144), SCTP_PORT)
+        self.connected = True
+        log.info("%s: connected (%s)", self.label, keys.profile)
+        self._on_connected()
+
+    def _adopt(self, channel: RTCDataChannel) -> None:
+        """A data channel the peer opened (the client's _reliable / _lossy)."""
+        self.channels.setdefault(channel.label, channel)
+        label = channel.label
+        channel.on("message", lambda message: self._message(label, message))
+
+    def _message(self, label: str, message: bytes | str) -> None:
+        if isinstance(message, bytes):
+            self._on_message(label, message)
+
+    def open_channels(self) -> None:
+        """Create the server-side _reliable/_lossy channels (the v0 subscriber connection)."""
+        if self.sctp is None:
+            return
+        for label, params in ((RELIABLE, RTCDataChannelParameters(label=RELIABLE, ordered=True)),
+                              (LOSSY, RTCDataChannelParameters(label=LOSSY, ordered=False, maxRetransmits=0))):
+            if label not in self.channels:
+                channel = RTCDataChannel(self.sctp, params)
+                channel.on("message", lambda message, label=label: self._message(label, message))
+                self.channels[label] = channel
+
+    def send(self, label: str, data: bytes) -> bool:
+        channel = self.channels.get(label)
+        if channel is None or channel.readyState != "open":
+            return False
+        channel.send(data)
+        return True
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.engine.remove_transport(self.handle)
+        if self.sctp is not None:
+            try:
+                await self.sctp.stop()
+            except Exception:  # a half-open association must not fail the close
+                log.debug("%s: sctp stop failed", self.label, exc_info=True)
+        await self.dtls.stop()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
