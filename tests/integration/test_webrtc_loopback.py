@@ -51,3 +51,29 @@ async def test_audio_and_data_flow_from_v1_publisher_to_v0_subscriber(media_serv
     assert (b"hello everyone", "alice", 0) in got and (b"psst bob", "alice", 1) in got
     await alice.close()
     await bob.close()
+
+
+async def test_v1_subscriber_gets_sections_requested_and_audio(media_server):
+    server = media_server
+    alice = await AiortcParticipant.join_v1(server.ws_url, join_token("alice", "r2"), "alice",
+                                            publish=SineTrack(660))
+    await alice.wait_connected(alice.pc)
+    room = server.node.rooms.get("r2")
+    await wait_for(lambda: room.participants["alice"].tracks, timeout=10, what="alice's track published")
+    track_sid = next(iter(room.participants["alice"].tracks))
+
+    carol = await AiortcParticipant.join_v1(server.ws_url, join_token("carol", "r2"), "carol", recv_audio=2)
+    await carol.wait_connected(carol.pc)
+    requirement = await carol.signal.expect("media_sections_requirement", timeout=10)
+    assert (requirement.num_audios, requirement.num_videos) == (1, 0)
+    await wait_for(lambda: track_sid in carol.mid_to_track_id.values(), timeout=10, what="mid_to_track_id")
+    await wait_for(lambda: len(carol.audio) > 100, timeout=15, what="carol receives audio")
+    assert abs(carol.audio_frequency() - 660) < 10
+    # alice's data reaches carol on carol's own (v1) channels
+    await wait_for(lambda: all(c.readyState == "open" for c in alice.channels.values()), what="channels open")
+    await wait_for(lambda: all(c.readyState == "open" for c in carol.channels.values()), what="channels open")
+    alice.send_data(b"to carol", to=["carol"])
+    await wait_for(lambda: carol.data, timeout=10, what="carol receives data")
+    assert carol.data[0].user.payload == b"to carol" and carol.data[0].participant_identity == "alice"
+    await alice.close()
+    await carol.close()

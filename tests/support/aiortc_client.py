@@ -78,6 +78,7 @@ class AiortcParticipant:
         self.audio: list[np.ndarray] = []
         self.tracks: list[MediaStreamTrack] = []
         self.channels: dict[str, object] = {}
+        self.mid_to_track_id: dict[str, str] = {}
         self._tasks: list[asyncio.Task] = []
 
     def _on_message(self, message) -> None:
@@ -111,8 +112,11 @@ class AiortcParticipant:
 
     # --- v1: one peer connection, offer in the join request --------------------------
     @classmethod
-    async def join_v1(cls, ws_url: str, token: str, identity: str, *, publish: MediaStreamTrack | None = None):
+    async def join_v1(cls, ws_url: str, token: str, identity: str, *, publish: MediaStreamTrack | None = None,
+                      recv_audio: int = 0):
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        for _ in range(recv_audio):  # like the SDKs' initial recvonly sections
+            pc.addTransceiver("audio", direction="recvonly")
         channels = {"_reliable": pc.createDataChannel("_reliable"),
                     "_lossy": pc.createDataChannel("_lossy", ordered=False, maxRetransmits=0)}
         add_tracks = []
@@ -137,7 +141,35 @@ class AiortcParticipant:
         await signal.expect("join")
         answer = await signal.expect("answer", lambda a: a.id == 1)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
+        self._tasks.append(asyncio.ensure_future(self._meet_requirements()))
         return self
+
+    async def _meet_requirements(self) -> None:
+        """v1: add recvonly sections when the server asks, and re-offer (as the SDKs do)."""
+        handled, offer_id = 0, 1
+        while True:
+            requests = self.signal.of("media_sections_requirement")
+            if len(requests) > handled:
+                req = requests[handled]
+                handled += 1
+                # aiortc cannot bundle sections added after connecting, so use the recvonly
+                # sections created at join for as long as there are free ones
+                free = {kind: [t for t in self.pc.getTransceivers() if t.kind == kind and t.direction == "recvonly"
+                               and t.mid not in self.mid_to_track_id] for kind in ("audio", "video")}
+                for _ in range(max(0, req.num_audios - len(free["audio"]))):
+                    self.pc.addTransceiver("audio", direction="recvonly")
+                for _ in range(max(0, req.num_videos - len(free["video"]))):
+                    self.pc.addTransceiver("video", direction="recvonly")
+                offer_id += 1
+                await self.pc.setLocalDescription(await self.pc.createOffer())
+                start = len(self.signal.received)
+                await self.signal.send(offer=rtc.SessionDescription(
+                    type="offer", sdp=self.pc.localDescription.sdp, id=offer_id))
+                answer = await self.signal.expect("answer", lambda a, i=offer_id: a.id == i, start=start)
+                self.mid_to_track_id.update(answer.mid_to_track_id)
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
+                continue
+            await asyncio.sleep(0.02)
 
     # --- v0: the server offers the subscriber connection -----------------------------
     @classmethod

@@ -7,11 +7,11 @@ renegotiations. Both start from fresh sections, so nothing unknown from the clie
 
 Decisions (see livekit-signaling.md §3–§5):
 
-* Transport: `a=ice-lite` at session level; one BUNDLE transport; ICE/DTLS attributes in every
-  section (aiortc and libwebrtc both accept that; aiortc requires it); our host candidates
-  only in the BUNDLE-tag section (the first accepted mid), followed by `a=end-of-candidates`.
-  That section's `m=` port and `c=` carry the first candidate (the "default candidate"); the
-  other sections use port 9 / 0.0.0.0. The Rust SDK never sees an empty trickle this way.
+* Transport: `a=ice-lite` at session level; one BUNDLE transport; ICE/DTLS attributes and our
+  host candidates (then `a=end-of-candidates`) in every accepted section, whose `m=` port and
+  `c=` carry the first candidate. A BUNDLE-aware peer uses the tag section's; a peer that keeps
+  a transport per section (aiortc, for sections added after it connected) still finds them.
+  The Rust SDK never sees an empty trickle this way.
 * Direction: the answer inverts the offer. sendonly → recvonly. recvonly → sendonly only when
   the caller binds a `SendTrack` to that mid, else inactive: an unbound "sendonly" would make
   libwebrtc fire `ontrack` for a track that does not exist, and later never fire it again for
@@ -356,15 +356,17 @@ def _attach_sender(media: MediaSection, track: SendTrack) -> None:
 
 
 def _place_candidates(sd: SessionDescription, candidates: list[Candidate]) -> None:
-    """Candidates go to the BUNDLE-tag section (else the first accepted one)."""
-    mids = sd.bundle_mids
-    tag = sd.section(mids[0]) if mids else next((m for m in sd.media if not m.rejected), None)
-    if not candidates or tag is None:
+    """Candidates go to every accepted section: a BUNDLE-aware peer uses the tag section's, and
+    a peer that keeps a transport per section (aiortc for sections it added later) finds them too."""
+    if not candidates:
         return
-    tag.candidates = list(candidates)
-    tag.end_of_candidates = True
-    tag.port = candidates[0].port
-    tag.connection = _connection(candidates[0].ip)
+    for media in sd.media:
+        if media.rejected:
+            continue
+        media.candidates = list(candidates)
+        media.end_of_candidates = True
+        media.port = candidates[0].port
+        media.connection = _connection(candidates[0].ip)
 
 
 def _new_session(session_id: str | None, version: int) -> SessionDescription:
