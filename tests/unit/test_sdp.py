@@ -692,3 +692,12 @@ async def test_aiortc_accepts_our_answer() -> None:
         await asyncio.sleep(0)
     finally:
         await pc.close()
+
+
+def test_simulcast_rids_map_to_layers_by_rank() -> None:
+    from trackyard.media.webrtc import simulcast_layer
+
+    assert [simulcast_layer(["f", "h", "q"], r) for r in ("q", "h", "f")] == [0, 1, 2]
+    assert [simulcast_layer(["h", "q"], r) for r in ("q", "h")] == [0, 1]  # h is the top of two
+    assert simulcast_layer(["q", "h", "f"], "x") == 0
+    assert [simulcast_layer(["a", "b"], r) for r in ("a", "b")] == [0, 1]

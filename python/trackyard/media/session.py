@@ -1,24 +1,19 @@
 """The seam between signaling and the media transport.
 
-The signaling layer hands every WebRTC negotiation message (offer, answer, trickle) and
-every data packet for a participant to that participant's `MediaSession`. The media
-transport reports back through `MediaEvents`: transport connected or failed, an incoming
-track bound to a pending AddTrack `cid`, a track that ended, data received.
-
-`UnavailableMedia` is what a server without a media engine uses: it answers nothing and
-fakes nothing; negotiation messages are counted and dropped, so a client never believes
-it has a media connection that does not exist.
+The signaling layer hands every WebRTC negotiation message (offer, answer, trickle), every
+data packet and every subscription change for a participant to that participant's
+`MediaSession`. The media transport reports back through `MediaEvents`: transport connected
+or failed, an incoming track bound to a pending AddTrack `cid`, a track that ended, data
+received. The real implementation is `trackyard.media.webrtc`; tests of the signaling layer
+plug in a stand-in (tests/support/media_standin.py).
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from livekit.protocol import models, rtc
-
-log = logging.getLogger(__name__)
 
 
 class MediaEvents(Protocol):
@@ -76,53 +71,3 @@ class SessionOptions:
 
 class MediaBackend(Protocol):
     def create_session(self, options: SessionOptions, events: MediaEvents) -> MediaSession: ...
-
-
-@dataclass
-class UnavailableStats:
-    dropped: dict[str, int] = field(default_factory=dict)
-
-
-class UnavailableMedia:
-    """A session for a server without a media engine: it drops and counts, never pretends."""
-
-    def __init__(self, stats: UnavailableStats, participant_sid: str) -> None:
-        self._stats = stats
-        self._sid = participant_sid
-
-    def _drop(self, what: str) -> None:
-        self._stats.dropped[what] = self._stats.dropped.get(what, 0) + 1
-        log.warning("no media engine: dropped %s from %s", what, self._sid)
-
-    async def handle_offer(self, offer: rtc.SessionDescription) -> None:
-        self._drop("offer")
-
-    async def handle_answer(self, answer: rtc.SessionDescription) -> None:
-        self._drop("answer")
-
-    async def handle_trickle(self, trickle: rtc.TrickleRequest) -> None:
-        self._drop("trickle")
-
-    def send_data(self, packet: models.DataPacket) -> bool:
-        self._drop("data")
-        return False
-
-    def subscribe(self, track_sid: str) -> bool:
-        return False
-
-    def unsubscribe(self, track_sid: str) -> None:
-        return None
-
-    def set_paused(self, track_sid: str, paused: bool) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
-class UnavailableBackend:
-    def __init__(self) -> None:
-        self.stats = UnavailableStats()
-
-    def create_session(self, options: SessionOptions, events: MediaEvents) -> MediaSession:
-        return UnavailableMedia(self.stats, options.participant_sid)

@@ -61,6 +61,22 @@ def local_ipv4_addresses() -> list[str]:
     return found or ["127.0.0.1"]
 
 
+_RID_RANK = {"q": 0, "h": 1, "f": 2}
+
+
+def simulcast_layer(rids: list[str], rid: str) -> int:
+    """The spatial layer (0 = lowest) of a simulcast rid.
+
+    The SDKs name layers from the lowest up (3 layers: q, h, f; 2 layers: q, h, where h is
+    then the top), and may list them in any order in `a=simulcast`, so the layer is the rid's
+    position among the offered rids sorted by that rank; unknown names keep offer order.
+    """
+    if rid not in rids:
+        return 0
+    ranked = sorted(rids, key=lambda r: (_RID_RANK.get(r, 3), rids.index(r)))
+    return ranked.index(rid)
+
+
 @dataclass
 class PublishedTrack:
     """A track whose media arrives at this node: its engine handle and codec."""
@@ -199,7 +215,7 @@ class WebRtcSession:
             track = PublishedTrack(sid="", publisher_sid=self.options.participant_sid, kind=info.kind,
                                    codec=name, engine_track=handle)
             self.my_tracks[cid] = track
-        layer = info.rids.index(stream.rid) if stream.rid in info.rids else 0
+        layer = simulcast_layer(info.rids, stream.rid)
         track.layers[stream.rid] = layer
         self.backend.engine.bind_stream(track.engine_track, self.publisher.handle, stream.ssrc)
         if cid not in self.received:
