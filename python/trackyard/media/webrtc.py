@@ -235,6 +235,8 @@ class WebRtcSession:
         except DecodeError:
             log.debug("%s: undecodable data packet on %s", self.options.participant_sid, label)
             return
+        # the channel it came on says what it is (newer SDKs leave the deprecated field unset)
+        packet.kind = models.DataPacket.LOSSY if label == LOSSY else models.DataPacket.RELIABLE
         self.events.on_data_received(packet)
 
     def send_data(self, packet: models.DataPacket) -> bool:
