@@ -150,16 +150,24 @@ class WebRtcSession:
         return transport
 
     # --- client offers (publisher connection, or the single one) ----------------------
-    async def handle_offer(self, offer: rtc.SessionDescription) -> None:
+    def _parse_remote(self, desc: rtc.SessionDescription) -> tuple[SessionDescription, str] | None:
+        """The client's SDP and its DTLS fingerprint ("sha-256 AB:…"), or None if unusable."""
         try:
-            sd = parse_sdp(offer.sdp)
+            sd = parse_sdp(desc.sdp)
         except SdpError as exc:
-            log.warning("%s: unparseable offer: %s", self.options.participant_sid, exc)
-            return
+            log.warning("%s: unparseable %s: %s", self.options.participant_sid, desc.type, exc)
+            return None
         fingerprint = next((sd.fingerprint(m) for m in sd.media if sd.fingerprint(m)), None)
         if fingerprint is None:
-            log.warning("%s: offer without DTLS fingerprint", self.options.participant_sid)
+            log.warning("%s: %s without DTLS fingerprint", self.options.participant_sid, desc.type)
+            return None
+        return sd, f"{fingerprint.algorithm} {fingerprint.value}"
+
+    async def handle_offer(self, offer: rtc.SessionDescription) -> None:
+        parsed = self._parse_remote(offer)
+        if parsed is None:
             return
+        sd, fingerprint = parsed
         self._learn_sections(sd)
         senders = self._bind_subscriptions_v1(sd) if self.options.single_pc else {}
         answer = build_answer(
@@ -169,7 +177,7 @@ class WebRtcSession:
         for mid, sub in ((s.mid, s) for s in self.subscriptions.values() if s.mid):
             response.mid_to_track_id[mid] = sub.track.sid
         self.events.send_signal(rtc.SignalResponse(answer=response))
-        self.publisher.start(f"{fingerprint.algorithm} {fingerprint.value}")
+        self.publisher.start(fingerprint)
         self._start_downtracks(sd if self.options.single_pc else None)
         if self.options.single_pc:
             self._request_sections()
@@ -340,15 +348,10 @@ class WebRtcSession:
     async def handle_answer(self, answer: rtc.SessionDescription) -> None:
         if self.subscriber is None:
             return
-        try:
-            sd = parse_sdp(answer.sdp)
-        except SdpError as exc:
-            log.warning("%s: unparseable answer: %s", self.options.participant_sid, exc)
-            return
-        fingerprint = next((sd.fingerprint(m) for m in sd.media if sd.fingerprint(m)), None)
+        parsed = self._parse_remote(answer)
         self.offer_pending = False
-        if fingerprint is not None:
-            self.subscriber.start(f"{fingerprint.algorithm} {fingerprint.value}")
+        if parsed is not None:
+            self.subscriber.start(parsed[1])
         self._start_downtracks(None)
         if self.renegotiate_again:
             self.renegotiate_again = False
