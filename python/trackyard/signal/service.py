@@ -203,11 +203,15 @@ class SignalService:
                      participant: Participant, handler: ParticipantSignal) -> web.WebSocketResponse:
         self.handlers[participant.sid] = handler
         timeout = float(self.node.config.signal.ping_timeout)
+        last_heard = time.monotonic()
+        timed_out = False
         try:
             while not ws.closed and not participant.closed and participant.sink is conn:
                 try:
                     msg = await ws.receive(timeout=timeout)
+                    last_heard = time.monotonic()
                 except asyncio.TimeoutError:
+                    timed_out = True
                     log.info("signal of %s timed out", participant.identity)
                     break
                 if msg.type == WSMsgType.BINARY:
@@ -228,7 +232,9 @@ class SignalService:
             if participant.sink is conn:
                 # the connection vanished without a leave: keep the participant for a resume
                 participant.sink = None
-                participant.signal_lost_at = time.monotonic()
+                # a silent client vanished when it was last heard from, so that it is removed
+                # about reconnect_timeout after it went quiet, not after timeout + reconnect
+                participant.signal_lost_at = last_heard if timed_out else time.monotonic()
                 conn.close()
             if participant.closed:
                 self.handlers.pop(participant.sid, None)
