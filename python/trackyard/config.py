@@ -17,6 +17,8 @@ Accepted keys (anything else is rejected, naming the full dotted key)::
     webhook: {urls: [], api_key: "", filter_params: {include_events: [], exclude_events: []}}
     logging: {level: info, json: false}       # level: debug|info|warn|warning|error
     signal: {ping_interval: 5, ping_timeout: 15, reconnect_timeout: 15.0}   # trackyard-specific
+    etcd: {endpoints: [], prefix: /trackyard/, username: "", password: "",   # trackyard-specific;
+           ca_file: "", cert_file: "", key_file: "", dial_timeout: 3.0}    # no endpoints = single node
 
 Sources, in order: ``body`` argument, else the file at ``path``, else the ``LIVEKIT_CONFIG``
 environment variable, else an empty config. Keys: ``key_file`` < ``keys`` < ``LIVEKIT_KEYS``.
@@ -103,6 +105,24 @@ class SignalConfig:
 
 
 @dataclass
+class EtcdConfig:
+    """Cluster state store (see docs/cluster.md). No endpoints = single-node mode, no etcd."""
+
+    endpoints: list[str] = field(default_factory=list)  # "host:port" or "http(s)://host:port"
+    prefix: str = "/trackyard/"   # every key trackyard writes starts with this; normalised to end in "/"
+    username: str = ""            # etcd auth; set together with password
+    password: str = ""
+    ca_file: str = ""             # PEM CA bundle: enables TLS (required for https:// endpoints)
+    cert_file: str = ""           # client certificate + key for mutual TLS (both or neither)
+    key_file: str = ""
+    dial_timeout: float = 3.0     # seconds: bound on every etcd call (connect included)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoints)
+
+
+@dataclass
 class Config:
     port: int = 7880
     bind_addresses: list[str] = field(default_factory=lambda: ["0.0.0.0"])
@@ -115,6 +135,7 @@ class Config:
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     signal: SignalConfig = field(default_factory=SignalConfig)
+    etcd: EtcdConfig = field(default_factory=EtcdConfig)
 
 
 _PORT = (1, 65535)
@@ -128,6 +149,7 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "signal.ping_interval": (1, None),
     "signal.ping_timeout": (1, None),
     "signal.reconnect_timeout": (0, None),
+    "etcd.dial_timeout": (0.05, 300),
     **{f"limit.{f.name}": (1, None) for f in dataclasses.fields(LimitConfig)},
 }
 _CHOICES = {"logging.level": ("debug", "info", "warn", "warning", "error")}
@@ -323,6 +345,7 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("rtc.tcp_port", f"conflicts with port ({cfg.port})")
     if cfg.signal.ping_timeout < cfg.signal.ping_interval:
         raise ConfigError("signal.ping_timeout", "must be >= signal.ping_interval")
+    _validate_etcd(cfg.etcd)
     if not cfg.keys:
         raise ConfigError(
             "keys",
@@ -343,6 +366,50 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("webhook.api_key", f"{hook.api_key!r} is not one of the configured keys")
     if hook.urls and not hook.api_key:
         raise ConfigError("webhook.api_key", "required when webhook.urls is set and several keys exist")
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, str, int]:
+    """``[scheme://]host:port`` → (scheme or "", host, port); raises ValueError."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        scheme, rest = "", endpoint
+    elif scheme not in ("http", "https"):
+        raise ValueError("scheme must be http:// or https://")
+    parsed = urlparse(f"//{rest}")
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment or parsed.username:
+        raise ValueError("expected host:port only")
+    if not parsed.hostname or parsed.port is None:  # .port raises ValueError when out of range
+        raise ValueError("expected host:port")
+    return scheme, parsed.hostname, parsed.port
+
+
+def _validate_etcd(etcd: EtcdConfig) -> None:
+    schemes = set()
+    for endpoint in etcd.endpoints:
+        try:
+            schemes.add(_split_endpoint(endpoint)[0])
+        except ValueError as exc:
+            raise ConfigError("etcd.endpoints", f"{endpoint!r}: {exc}") from None
+    if "http" in schemes and ("https" in schemes or etcd.ca_file):
+        raise ConfigError("etcd.endpoints", "http:// endpoints cannot be mixed with https:// or ca_file")
+    if "https" in schemes and not etcd.ca_file:
+        raise ConfigError("etcd.ca_file", "required for https:// endpoints")
+    if not etcd.prefix.strip("/"):
+        raise ConfigError("etcd.prefix", f"must name a key prefix such as /trackyard/, got {etcd.prefix!r}")
+    if not etcd.prefix.endswith("/"):
+        etcd.prefix += "/"
+    if bool(etcd.username) != bool(etcd.password):
+        raise ConfigError("etcd.password" if etcd.username else "etcd.username",
+                          "etcd.username and etcd.password are set together")
+    if bool(etcd.cert_file) != bool(etcd.key_file):
+        raise ConfigError("etcd.key_file" if etcd.cert_file else "etcd.cert_file",
+                          "etcd.cert_file and etcd.key_file are set together")
+    if etcd.cert_file and not etcd.ca_file:
+        raise ConfigError("etcd.ca_file", "required with etcd.cert_file (client certificates need TLS)")
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(etcd, name)
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"etcd.{name}", f"no such file: {path!r}")
 
 
 def _dump_section(obj: Any) -> dict[str, Any]:

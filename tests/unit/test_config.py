@@ -9,6 +9,7 @@ import pytest
 
 from trackyard.config import (
     Config,
+    EtcdConfig,
     LimitConfig,
     RoomConfig,
     RTCConfig,
@@ -73,6 +74,12 @@ signal:
   ping_interval: 3
   ping_timeout: 9
   reconnect_timeout: 2.5
+etcd:
+  endpoints: ["10.0.0.5:2379", "http://etcd-1.etcd:2379"]
+  prefix: /prod/trackyard/
+  username: trackyard
+  password: hunter2
+  dial_timeout: 1.5
 """
 
 
@@ -92,6 +99,9 @@ def test_dataclass_defaults():
     assert cfg.webhook.urls == [] and cfg.webhook.include_events == [] and cfg.webhook.exclude_events == []
     assert (cfg.logging.level, cfg.logging.json) == ("info", False)
     assert cfg.signal == SignalConfig(ping_interval=5, ping_timeout=15, reconnect_timeout=15.0)
+    assert cfg.etcd == EtcdConfig(endpoints=[], prefix="/trackyard/", username="", password="",
+                                  ca_file="", cert_file="", key_file="", dial_timeout=3.0)
+    assert cfg.etcd.enabled is False  # no endpoints: single-node mode
     assert Config().bind_addresses is not cfg.bind_addresses  # factories, not shared defaults
 
 
@@ -119,6 +129,9 @@ def test_full_yaml_every_key():
     assert cfg.webhook.exclude_events == ["track_published"]
     assert cfg.logging.level == "warning" and cfg.logging.json is True
     assert cfg.signal == SignalConfig(3, 9, 2.5)
+    assert cfg.etcd == EtcdConfig(["10.0.0.5:2379", "http://etcd-1.etcd:2379"], "/prod/trackyard/",
+                                  "trackyard", "hunter2", "", "", "", 1.5)
+    assert cfg.etcd.enabled is True
 
 
 def test_full_yaml_round_trips():
@@ -366,3 +379,81 @@ def test_config_to_yaml_round_trip_defaults():
     text = config_to_yaml(cfg)
     assert "filter_params:" in text and "include_events" in text
     assert load(text) == cfg
+
+
+# ---------------------------------------------------------------- etcd
+
+
+def test_etcd_tls_files(tmp_path):
+    for name in ("ca.pem", "client.pem", "client-key.pem"):
+        (tmp_path / name).write_text("PEM")
+    cfg = load(KEYS + f"""
+etcd:
+  endpoints: ["https://etcd.example:2379", "[2001:db8::1]:2379"]
+  ca_file: {tmp_path / "ca.pem"}
+  cert_file: {tmp_path / "client.pem"}
+  key_file: {tmp_path / "client-key.pem"}
+""")
+    assert cfg.etcd.ca_file == str(tmp_path / "ca.pem")
+    assert cfg.etcd.key_file == str(tmp_path / "client-key.pem")
+    assert load(config_to_yaml(cfg)) == cfg
+    # TLS to plain host:port endpoints is allowed (ca_file decides); a CA alone is enough.
+    assert load(KEYS + f"etcd: {{endpoints: ['10.0.0.1:2379'], ca_file: {tmp_path / 'ca.pem'}}}").etcd.ca_file
+
+
+def test_etcd_prefix_normalised_and_dial_timeout_int():
+    cfg = load(KEYS + "etcd: {endpoints: ['127.0.0.1:2379'], prefix: /a/b, dial_timeout: 2}")
+    assert cfg.etcd.prefix == "/a/b/"
+    assert cfg.etcd.dial_timeout == 2.0 and isinstance(cfg.etcd.dial_timeout, float)
+    assert load(KEYS + "etcd:\n").etcd == EtcdConfig()
+
+
+@pytest.mark.parametrize(
+    "body, key, words",
+    [
+        ("etcd: {endpoint: ['a:1']}", "etcd.endpoint", "unknown key"),
+        ("etcd: {endpoints: 'a:2379'}", "etcd.endpoints", "list of strings"),
+        ("etcd: {endpoints: [a]}", "etcd.endpoints", "host:port"),
+        ("etcd: {endpoints: ['a:notaport']}", "etcd.endpoints", "'a:notaport'"),
+        ("etcd: {endpoints: ['a:70000']}", "etcd.endpoints", "'a:70000'"),
+        ("etcd: {endpoints: ['ftp://a:1']}", "etcd.endpoints", "http:// or https://"),
+        ("etcd: {endpoints: ['http://a:1/v3']}", "etcd.endpoints", "host:port only"),
+        ("etcd: {endpoints: ['http://u:p@a:1']}", "etcd.endpoints", "host:port only"),
+        ("etcd: {endpoints: [':2379']}", "etcd.endpoints", "host:port"),
+        ("etcd: {endpoints: ['http://a:1', 'https://b:1'], ca_file: x}", "etcd.endpoints", "mixed"),
+        ("etcd: {endpoints: ['https://a:1']}", "etcd.ca_file", "https://"),
+        ("etcd: {prefix: ''}", "etcd.prefix", "key prefix"),
+        ("etcd: {prefix: /}", "etcd.prefix", "key prefix"),
+        ("etcd: {prefix: 5}", "etcd.prefix", "string"),
+        ("etcd: {username: u}", "etcd.password", "set together"),
+        ("etcd: {password: p}", "etcd.username", "set together"),
+        ("etcd: {cert_file: c}", "etcd.key_file", "set together"),
+        ("etcd: {key_file: k}", "etcd.cert_file", "set together"),
+        ("etcd: {cert_file: c, key_file: k}", "etcd.ca_file", "client certificates"),
+        ("etcd: {ca_file: /nonexistent/ca.pem}", "etcd.ca_file", "no such file"),
+        ("etcd: {dial_timeout: 0}", "etcd.dial_timeout", "between"),
+        ("etcd: {dial_timeout: -1}", "etcd.dial_timeout", "between"),
+        ("etcd: {dial_timeout: 1000}", "etcd.dial_timeout", "between"),
+        ("etcd: {dial_timeout: .inf}", "etcd.dial_timeout", "finite"),
+        ("etcd: {dial_timeout: fast}", "etcd.dial_timeout", "number"),
+        ("etcd: [a]", "etcd", "mapping"),
+    ],
+)
+def test_etcd_bad_values_name_the_key(body, key, words):
+    e = err(KEYS + body)
+    assert e.key == key
+    assert words in e.problem, e.problem
+
+
+def test_etcd_http_endpoint_with_ca_file_is_rejected(tmp_path):
+    (tmp_path / "ca.pem").write_text("PEM")
+    e = err(KEYS + f"etcd: {{endpoints: ['http://a:2379'], ca_file: {tmp_path / 'ca.pem'}}}")
+    assert e.key == "etcd.endpoints" and "ca_file" in e.problem
+
+
+def test_etcd_missing_client_key_file(tmp_path):
+    (tmp_path / "ca.pem").write_text("PEM")
+    (tmp_path / "c.pem").write_text("PEM")
+    e = err(KEYS + f"etcd: {{ca_file: {tmp_path / 'ca.pem'}, cert_file: {tmp_path / 'c.pem'}, "
+                   f"key_file: {tmp_path / 'missing.pem'}}}")
+    assert e.key == "etcd.key_file" and "no such file" in e.problem
