@@ -2,7 +2,10 @@
 
 `MediaEngine` wraps the extension's `Engine` (one UDP port and a worker thread per media
 node) for asyncio: events from the worker arrive in batches through an eventfd registered
-with the event loop and are dispatched to per-transport handlers.
+with the event loop and are dispatched: transport events to per-transport handlers, media
+events (layers, forwarded layer, audio levels, statistics) to one optional `MediaListener`.
+The latest of each media event is also kept for polling (`active_layers`, `downtrack_layer`,
+`audio_levels`, `last_stats`).
 """
 
 from __future__ import annotations
@@ -49,11 +52,45 @@ class TransportHandler(Protocol):
     def on_new_stream(self, stream: NewStream) -> None: ...
 
 
+@dataclass(frozen=True)
+class AudioLevel:
+    track: int
+    level: int  # loudest smoothed level in the interval, -dBov: 0 loudest … 127 silence
+    voice: bool  # voice activity flag set in any packet of the interval
+
+
+class MediaListener(Protocol):
+    """What the engine reports about tracks and down-tracks (every method optional)."""
+
+    def on_layers(self, track: int, layers: tuple[int, ...]) -> None:
+        """The simulcast layers the publisher sends changed (indexes, lowest first)."""
+
+    def on_downtrack_layer(self, downtrack: int, layer: int | None) -> None:
+        """The layer a down-track forwards changed (None: nothing forwarded)."""
+
+    def on_audio_levels(self, levels: list[AudioLevel]) -> None:
+        """Every ~250 ms, the audio tracks that carried levels, loudest first."""
+
+    def on_stats(self, entries: list[dict]) -> None:
+        """Every ~2 s: one dict per received stream (kind "inbound") and down-track ("outbound")."""
+
+
+TRANSPORT_EVENTS = frozenset({"dtls", "bound", "consent_lost", "new_stream"})
+
+
 class MediaEngine:
-    def __init__(self, bind: str) -> None:
+    def __init__(self, bind: str, listener: MediaListener | None = None) -> None:
         self._engine = _engine.Engine(bind)
         self._handlers: dict[int, TransportHandler] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener = listener
+        self._layers: dict[int, tuple[int, ...]] = {}
+        self._downtrack_layers: dict[int, int | None] = {}
+        self.audio_levels: list[AudioLevel] = []
+        self.last_stats: list[dict] = []
+
+    def set_listener(self, listener: MediaListener | None) -> None:
+        self._listener = listener
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -77,21 +114,58 @@ class MediaEngine:
     # --- events -----------------------------------------------------------------------
     def _drain(self) -> None:
         for event in self._engine.take_events():
-            handler = self._handlers.get(event[1])
-            if handler is None:
-                continue
             try:
-                kind = event[0]
-                if kind == "dtls":
-                    handler.on_dtls(event[2])
-                elif kind == "bound":
-                    handler.on_bound(event[2], event[3])
-                elif kind == "consent_lost":
-                    handler.on_consent_lost()
-                elif kind == "new_stream":
-                    handler.on_new_stream(NewStream(*event[2:]))
-            except Exception:  # one transport's bug must not stop event delivery for the node
+                if event[0] in TRANSPORT_EVENTS:
+                    self._transport_event(event)
+                else:
+                    self._media_event(event)
+            except Exception:  # one handler's bug must not stop event delivery for the node
                 log.exception("engine event %s failed", event[0])
+
+    def _transport_event(self, event: tuple) -> None:
+        handler = self._handlers.get(event[1])
+        if handler is None:
+            return
+        kind = event[0]
+        if kind == "dtls":
+            handler.on_dtls(event[2])
+        elif kind == "bound":
+            handler.on_bound(event[2], event[3])
+        elif kind == "consent_lost":
+            handler.on_consent_lost()
+        elif kind == "new_stream":
+            handler.on_new_stream(NewStream(*event[2:]))
+
+    def _media_event(self, event: tuple) -> None:
+        kind = event[0]
+        listener = self._listener
+        if kind == "layers":
+            layers = tuple(event[2])
+            self._layers[event[1]] = layers
+            if listener is not None and hasattr(listener, "on_layers"):
+                listener.on_layers(event[1], layers)
+        elif kind == "downtrack_layer":
+            self._downtrack_layers[event[1]] = event[2]
+            if listener is not None and hasattr(listener, "on_downtrack_layer"):
+                listener.on_downtrack_layer(event[1], event[2])
+        elif kind == "audio_levels":
+            self.audio_levels = [AudioLevel(*item) for item in event[1]]
+            if listener is not None and hasattr(listener, "on_audio_levels"):
+                listener.on_audio_levels(self.audio_levels)
+        elif kind == "stats":
+            self.last_stats = event[1]
+            if listener is not None and hasattr(listener, "on_stats"):
+                listener.on_stats(event[1])
+        else:
+            log.debug("unknown engine event %s", kind)
+
+    def active_layers(self, track: int) -> tuple[int, ...]:
+        """The layers the track's publisher was last reported sending."""
+        return self._layers.get(track, ())
+
+    def downtrack_layer(self, downtrack: int) -> int | None:
+        """The layer the down-track was last reported forwarding."""
+        return self._downtrack_layers.get(downtrack)
 
     # --- transports -------------------------------------------------------------------
     def add_transport(self, ufrag: str, pwd: str, handler: TransportHandler) -> int:
@@ -109,24 +183,45 @@ class MediaEngine:
     def set_srtp(self, handle: int, profile: str, local: bytes, remote: bytes) -> None:
         self._engine.set_srtp(handle, profile, local, remote)
 
-    def set_extensions(self, handle: int, *, mid: int = 0, rid: int = 0, rrid: int = 0) -> None:
-        self._engine.set_extensions(handle, mid, rid, rrid)
+    def set_extensions(self, handle: int, *, mid: int = 0, rid: int = 0, rrid: int = 0, audio_level: int = 0,
+                       twcc: int = 0, abs_send_time: int = 0) -> None:
+        """The transport's negotiated header extension ids (extmap ids; 0 = not negotiated)."""
+        self._engine.set_extensions(handle, mid, rid, rrid, audio_level=audio_level, twcc=twcc,
+                                    abs_send_time=abs_send_time)
 
     # --- forwarding -------------------------------------------------------------------
-    def add_track(self, clock_rate: int) -> int:
-        return self._engine.add_track(clock_rate)
+    def add_track(self, clock_rate: int, kind: str | None = None, mime: str | None = None) -> int:
+        """A published track. `kind` "audio"/"video"; `mime` e.g. "video/VP8" (keyframe detection)."""
+        return self._engine.add_track(clock_rate, kind, mime)
 
     def remove_track(self, track: int) -> None:
         self._engine.remove_track(track)
 
-    def bind_stream(self, track: int, transport: int, ssrc: int) -> None:
-        self._engine.bind_stream(track, transport, ssrc)
+    def mute_track(self, track: int, muted: bool) -> None:
+        self._engine.mute_track(track, muted)
 
-    def add_downtrack(self, track: int, transport: int, ssrc: int, payload_type: int) -> int:
-        return self._engine.add_downtrack(track, transport, ssrc, payload_type)
+    def bind_stream(self, track: int, transport: int, ssrc: int, layer: int = 0) -> None:
+        """Route an incoming SSRC to a track as simulcast layer `layer` (0 = lowest)."""
+        self._engine.bind_stream(track, transport, ssrc, layer)
+
+    def bind_repair(self, track: int, transport: int, ssrc: int, layer: int = 0) -> None:
+        """Route an RTX (RFC 4588) SSRC to a layer of a track."""
+        self._engine.bind_repair(track, transport, ssrc, layer)
+
+    def add_downtrack(self, track: int, transport: int, ssrc: int, payload_type: int, *, max_layer: int = 2,
+                      cname: str = "") -> int:
+        return self._engine.add_downtrack(track, transport, ssrc, payload_type, max_layer, cname)
 
     def remove_downtrack(self, downtrack: int) -> None:
+        self._downtrack_layers.pop(downtrack, None)
         self._engine.remove_downtrack(downtrack)
 
     def pause_downtrack(self, downtrack: int, paused: bool) -> None:
         self._engine.pause_downtrack(downtrack, paused)
+
+    def set_downtrack_layer(self, downtrack: int, max_layer: int) -> None:
+        """The subscriber's top simulcast layer (0..2)."""
+        self._engine.set_downtrack_layer(downtrack, max_layer)
+
+    def request_keyframe(self, downtrack: int) -> None:
+        self._engine.request_keyframe(downtrack)

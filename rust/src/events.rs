@@ -19,6 +19,44 @@ pub enum Event {
     ConsentLost { transport: u32 },
     /// An RTP stream the engine has no route for yet: Python decides which track it is.
     NewStream { transport: u32, ssrc: u32, payload_type: u8, mid: String, rid: String, rrid: String },
+    /// The set of layers a track's publisher is sending changed (indexes, lowest first).
+    Layers { track: u32, layers: Vec<u8> },
+    /// The layer a down-track forwards changed (None: nothing forwarded).
+    DownTrackLayer { downtrack: u32, layer: Option<u8> },
+    /// Per audio track with levels in the interval: (track, loudest smoothed level in -dBov
+    /// (0 loudest … 127 silence), voice activity).
+    AudioLevels(Vec<(u32, u8, bool)>),
+    /// Periodic statistics: one entry per received stream and per down-track.
+    Stats(Vec<StatsEntry>),
+}
+
+/// A statistics value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatValue {
+    Int(i64),
+    Float(f64),
+    Str(&'static str),
+}
+
+/// One statistics record: (field, value) pairs, a dict in Python.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatsEntry(pub Vec<(&'static str, StatValue)>);
+
+impl StatsEntry {
+    pub fn int(mut self, key: &'static str, v: impl TryInto<i64>) -> Self {
+        self.0.push((key, StatValue::Int(v.try_into().unwrap_or(i64::MAX))));
+        self
+    }
+
+    pub fn float(mut self, key: &'static str, v: f64) -> Self {
+        self.0.push((key, StatValue::Float(v)));
+        self
+    }
+
+    pub fn text(mut self, key: &'static str, v: &'static str) -> Self {
+        self.0.push((key, StatValue::Str(v)));
+        self
+    }
 }
 
 /// An eventfd (a counter the kernel exposes as a file descriptor).

@@ -8,6 +8,7 @@
 
 mod events;
 mod node;
+mod stats;
 mod udp;
 
 use std::net::SocketAddr;
@@ -18,11 +19,14 @@ use std::thread::JoinHandle;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use trackyard_core::codec::Codec;
+use trackyard_core::forwarder::MAX_LAYERS;
 use trackyard_core::srtp::SrtpProfile;
 
-use events::{Event, EventQueue, Notifier};
-use node::{Command, Node, Stats};
+use events::{Event, EventQueue, Notifier, StatValue};
+use node::{Command, ExtIds, Kind, Node};
+use stats::Stats;
 
 /// The engine crate's version, as built.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -77,7 +81,62 @@ fn event_to_py<'py>(py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTupl
         Event::NewStream { transport, ssrc, payload_type, mid, rid, rrid } => {
             ("new_stream", transport, ssrc, payload_type, mid, rid, rrid).into_pyobject(py)
         }
+        Event::Layers { track, layers } => ("layers", track, layers).into_pyobject(py),
+        Event::DownTrackLayer { downtrack, layer } => ("downtrack_layer", downtrack, layer).into_pyobject(py),
+        Event::AudioLevels(levels) => ("audio_levels", levels).into_pyobject(py),
+        Event::Stats(entries) => {
+            let list = PyList::empty(py);
+            for entry in entries {
+                let d = PyDict::new(py);
+                for (k, v) in entry.0 {
+                    match v {
+                        StatValue::Int(i) => d.set_item(k, i)?,
+                        StatValue::Float(f) => d.set_item(k, f)?,
+                        StatValue::Str(s) => d.set_item(k, s)?,
+                    }
+                }
+                list.append(d)?;
+            }
+            ("stats", list).into_pyobject(py)
+        }
     }
+}
+
+fn check_layer(layer: u8) -> PyResult<u8> {
+    if layer < MAX_LAYERS {
+        Ok(layer)
+    } else {
+        Err(PyValueError::new_err(format!("layer must be 0..{}", MAX_LAYERS - 1)))
+    }
+}
+
+/// (kind, codec) of a new track from what the caller said (see `Engine.add_track`).
+fn track_kind(clock_rate: u32, kind: Option<&str>, mime: Option<&str>) -> PyResult<(Kind, Codec)> {
+    let mime_kind = mime.map(|m| {
+        let lower = m.to_ascii_lowercase();
+        if lower.starts_with("audio/") {
+            Kind::Audio
+        } else if lower.starts_with("video/") || Codec::from_mime(m).is_video() {
+            Kind::Video
+        } else {
+            Kind::Audio
+        }
+    });
+    let explicit = kind.is_some();
+    let kind = match kind {
+        Some("audio") => Kind::Audio,
+        Some("video") => Kind::Video,
+        Some(other) => return Err(PyValueError::new_err(format!("kind must be audio or video, not {other}"))),
+        None => mime_kind.unwrap_or(if clock_rate == 90_000 { Kind::Video } else { Kind::Audio }),
+    };
+    let codec = match (mime, kind) {
+        (Some(m), _) => Codec::from_mime(m),
+        (None, Kind::Audio) => Codec::Opus,
+        // "video" without a codec name: VP8; neither (the old signature): no keyframe gating
+        (None, Kind::Video) if explicit => Codec::Vp8,
+        (None, Kind::Video) => Codec::Other,
+    };
+    Ok((kind, codec))
 }
 
 #[pymethods]
@@ -121,7 +180,9 @@ impl Engine {
 
     /// All waiting events, oldest first, as tuples:
     /// ("bound", transport, ip, port) · ("dtls", transport, bytes) · ("consent_lost", transport) ·
-    /// ("new_stream", transport, ssrc, payload_type, mid, rid, rrid).
+    /// ("new_stream", transport, ssrc, payload_type, mid, rid, rrid) ·
+    /// ("layers", track, [active layer, ...]) · ("downtrack_layer", downtrack, layer | None) ·
+    /// ("audio_levels", [(track, level, voice), ...]) · ("stats", [dict, ...]).
     fn take_events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let events = self.events.take();
         let items: PyResult<Vec<_>> = events.into_iter().map(|e| event_to_py(py, e)).collect();
@@ -163,15 +224,28 @@ impl Engine {
         self.send(Command::SetSrtp { id: transport, profile, local: local.to_vec(), remote: remote.to_vec() })
     }
 
-    /// The transport's negotiated header extension ids for mid, rid and repaired rid (0 = none).
-    fn set_extensions(&self, transport: u32, mid: u8, rid: u8, rrid: u8) -> PyResult<()> {
-        self.send(Command::SetExtensions { id: transport, mid, rid, rrid })
+    /// The transport's negotiated RTP header extension ids (0 = not negotiated): mid, rid and
+    /// repaired rid (read from publishers' streams, never forwarded), ssrc-audio-level (audio
+    /// levels; carried over to subscribers), transport-wide-cc (feedback to publishers; fresh
+    /// numbers stamped for subscribers) and abs-send-time (stamped for subscribers).
+    #[pyo3(signature = (transport, mid=0, rid=0, rrid=0, *, audio_level=0, twcc=0, abs_send_time=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_extensions(&self, transport: u32, mid: u8, rid: u8, rrid: u8, audio_level: u8, twcc: u8,
+                      abs_send_time: u8) -> PyResult<()> {
+        let ext = ExtIds { mid, rid, rrid, audio_level, twcc, abs_send_time };
+        self.send(Command::SetExtensions { id: transport, ext })
     }
 
-    /// A published track; returns its handle.
-    fn add_track(&self, clock_rate: u32) -> PyResult<u32> {
+    /// A published track; returns its handle. `kind` is "audio" or "video"; `mime` names the
+    /// codec ("video/VP8", "video/H264", "audio/opus", ...) for keyframe detection. Without
+    /// `kind`, it follows the mime type, else the clock rate (90 kHz: video). Video named
+    /// neither by mime nor by codec-less `kind="video"` (which means VP8) switches layers
+    /// without waiting for keyframes.
+    #[pyo3(signature = (clock_rate, kind=None, mime=None))]
+    fn add_track(&self, clock_rate: u32, kind: Option<&str>, mime: Option<&str>) -> PyResult<u32> {
+        let (kind, codec) = track_kind(clock_rate, kind, mime)?;
         let id = self.new_id();
-        self.send(Command::AddTrack { id, clock_rate })?;
+        self.send(Command::AddTrack { id, clock_rate, kind, codec })?;
         Ok(id)
     }
 
@@ -179,16 +253,54 @@ impl Engine {
         self.send(Command::RemoveTrack { id: track })
     }
 
-    /// Route an incoming SSRC of a transport to a track.
-    fn bind_stream(&self, track: u32, transport: u32, ssrc: u32) -> PyResult<()> {
-        self.send(Command::BindStream { track, transport, ssrc })
+    /// Publisher-side mute: nothing of the track is forwarded until unmuted (no sequence
+    /// number hole for subscribers; video resumes on a keyframe).
+    fn mute_track(&self, track: u32, muted: bool) -> PyResult<()> {
+        self.send(Command::MuteTrack { id: track, muted })
     }
 
-    /// A subscription: forward the track to a transport with its own SSRC and payload type.
-    fn add_downtrack(&self, track: u32, transport: u32, ssrc: u32, payload_type: u8) -> PyResult<u32> {
+    /// Route an incoming SSRC of a transport to a track as simulcast layer `layer`
+    /// (0 = lowest; a track without simulcast has only layer 0). Binding another SSRC to the
+    /// same layer replaces the previous one.
+    #[pyo3(signature = (track, transport, ssrc, layer=0))]
+    fn bind_stream(&self, track: u32, transport: u32, ssrc: u32, layer: u8) -> PyResult<()> {
+        let layer = check_layer(layer)?;
+        self.send(Command::BindStream { track, transport, ssrc, layer, repair: false })
+    }
+
+    /// Route an RFC 4588 retransmission (RTX) SSRC to a layer of a track: its packets are
+    /// unwrapped and treated as the layer's own packets arriving again.
+    #[pyo3(signature = (track, transport, ssrc, layer=0))]
+    fn bind_repair(&self, track: u32, transport: u32, ssrc: u32, layer: u8) -> PyResult<()> {
+        let layer = check_layer(layer)?;
+        self.send(Command::BindStream { track, transport, ssrc, layer, repair: true })
+    }
+
+    /// A subscription: forward the track to a transport with its own SSRC and payload type,
+    /// at most simulcast layer `max_layer`; `cname` (optional) goes into its sender reports.
+    #[pyo3(signature = (track, transport, ssrc, payload_type, max_layer=2, cname=String::new()))]
+    fn add_downtrack(&self, track: u32, transport: u32, ssrc: u32, payload_type: u8, max_layer: u8,
+                     cname: String) -> PyResult<u32> {
+        let max_layer = check_layer(max_layer)?;
+        if cname.len() > 255 {
+            return Err(PyValueError::new_err("cname longer than 255 bytes"));
+        }
         let id = self.new_id();
-        self.send(Command::AddDownTrack { id, track, transport, ssrc, payload_type })?;
+        self.send(Command::AddDownTrack { id, track, transport, ssrc, payload_type, max_layer, cname })?;
         Ok(id)
+    }
+
+    /// The subscriber's top simulcast layer (from its requested quality or dimensions). The
+    /// engine forwards the best layer at or below it that the publisher sends, switching on
+    /// keyframes.
+    fn set_downtrack_layer(&self, downtrack: u32, max_layer: u8) -> PyResult<()> {
+        let max_layer = check_layer(max_layer)?;
+        self.send(Command::SetDownTrackLayer { id: downtrack, max_layer })
+    }
+
+    /// Ask the publisher for a keyframe of the layer a down-track receives (rate-limited).
+    fn request_keyframe(&self, downtrack: u32) -> PyResult<()> {
+        self.send(Command::RequestKeyframe { id: downtrack })
     }
 
     fn remove_downtrack(&self, downtrack: u32) -> PyResult<()> {
@@ -234,6 +346,21 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn track_kind_and_codec_from_the_arguments() {
+        let k = |rate, kind, mime| track_kind(rate, kind, mime).unwrap();
+        assert_eq!(k(90_000, Some("video"), Some("video/H264")), (Kind::Video, Codec::H264));
+        assert_eq!(k(90_000, Some("video"), None), (Kind::Video, Codec::Vp8));
+        assert_eq!(k(90_000, None, Some("video/VP9")), (Kind::Video, Codec::Vp9));
+        assert_eq!(k(48_000, None, Some("audio/opus")), (Kind::Audio, Codec::Opus));
+        assert_eq!(k(8_000, None, Some("audio/PCMU")), (Kind::Audio, Codec::Other));
+        // the old signature: kind from the clock rate, no keyframe gating for video
+        assert_eq!(k(90_000, None, None), (Kind::Video, Codec::Other));
+        assert_eq!(k(48_000, None, None), (Kind::Audio, Codec::Opus));
+        assert!(track_kind(90_000, Some("data"), None).is_err());
+        assert!(check_layer(2).is_ok() && check_layer(3).is_err());
+    }
 
     #[test]
     fn version_is_semver() {

@@ -9,6 +9,7 @@ import asyncio
 import os
 import socket
 import struct
+from dataclasses import dataclass
 
 import pylibsrtp
 import pytest
@@ -226,3 +227,273 @@ async def test_dtls_through_engine_and_srtp_forwarding(engine):
         await dtls.stop()
     for srv in (alice_srv, bob_srv, carol_srv):
         await srv.stop()
+
+
+# --- helpers for the forwarding and RTCP tests (also used by test_engine_rtcp.py) ---------------
+
+def rtp_ext(seq: int, ts: int, ssrc: int, payload: bytes, exts: list[tuple[int, bytes]], pt=111,
+            marker=False) -> bytes:
+    """An RTP packet with RFC 8285 one-byte header extensions."""
+    block = b"".join(bytes([(i << 4) | (len(v) - 1)]) + v for i, v in exts)
+    block += b"\x00" * (-len(block) % 4)
+    return (struct.pack("!BBHII", 0x90, pt | (0x80 if marker else 0), seq, ts, ssrc)
+            + struct.pack("!HH", 0xBEDE, len(block) // 4) + block + payload)
+
+
+def rtp_fields(packet: bytes) -> dict:
+    """Header fields, one-byte extensions (padding skipped) and payload of a plain RTP packet."""
+    first, second, seq, ts, ssrc = struct.unpack("!BBHII", packet[:12])
+    pos = 12 + 4 * (first & 0x0F)
+    exts: dict[int, bytes] = {}
+    if first & 0x10:
+        profile, words = struct.unpack("!HH", packet[pos:pos + 4])
+        block = packet[pos + 4:pos + 4 + 4 * words]
+        pos += 4 + 4 * words
+        i = 0
+        while profile == 0xBEDE and i < len(block):
+            if block[i] == 0:
+                i += 1
+                continue
+            ext_id, length = block[i] >> 4, (block[i] & 0x0F) + 1
+            exts[ext_id] = block[i + 1:i + 1 + length]
+            i += 1 + length
+    return {"pt": second & 0x7F, "marker": bool(second & 0x80), "seq": seq, "ts": ts, "ssrc": ssrc,
+            "exts": exts, "payload": packet[pos:]}
+
+
+@dataclass
+class Rtcp:
+    """One sub-packet of a compound RTCP packet."""
+    pt: int
+    fmt: int
+    body: bytes
+
+    @property
+    def kind(self) -> str:
+        return {(200, None): "sr", (201, None): "rr", (202, None): "sdes", (203, None): "bye",
+                (205, 1): "nack", (205, 15): "twcc", (206, 1): "pli", (206, 4): "fir"}.get(
+            (self.pt, self.fmt if self.pt in (205, 206) else None), "other")
+
+    @property
+    def sender(self) -> int:
+        return struct.unpack("!I", self.body[:4])[0]
+
+    @property
+    def media(self) -> int:
+        return struct.unpack("!I", self.body[4:8])[0]
+
+    def sr(self) -> dict:
+        ntp_s, ntp_f, rtp_ts, packets, octets = struct.unpack("!IIIII", self.body[4:24])
+        return {"ntp": ntp_s + ntp_f / 2**32, "rtp_ts": rtp_ts, "packets": packets, "octets": octets}
+
+    def blocks(self) -> list[dict]:
+        start = 24 if self.pt == 200 else 4
+        out = []
+        for i in range(self.fmt):
+            b = self.body[start + 24 * i:start + 24 * (i + 1)]
+            ssrc, lost_word, highest, jitter, lsr, dlsr = struct.unpack("!IIIIII", b)
+            lost = lost_word & 0xFFFFFF
+            out.append({"ssrc": ssrc, "fraction_lost": lost_word >> 24, "lost": lost - (1 << 24) if lost & 0x800000
+                        else lost, "highest_seq": highest, "jitter": jitter, "lsr": lsr, "dlsr": dlsr})
+        return out
+
+    def lost(self) -> list[int]:
+        seqs = []
+        for pos in range(8, len(self.body), 4):
+            pid, blp = struct.unpack("!HH", self.body[pos:pos + 4])
+            seqs.append(pid)
+            seqs.extend((pid + i + 1) & 0xFFFF for i in range(16) if blp & (1 << i))
+        return seqs
+
+
+def parse_rtcp(data: bytes) -> list[Rtcp]:
+    out, pos = [], 0
+    while pos + 4 <= len(data):
+        first, pt, words = struct.unpack("!BBH", data[pos:pos + 4])
+        end = pos + 4 * (words + 1)
+        body = data[pos + 4:end]
+        if first & 0x20 and body:
+            body = body[:-body[-1]]
+        out.append(Rtcp(pt, first & 0x1F, body))
+        pos = end
+    return out
+
+
+def nack_packet(sender: int, media: int, seqs: list[int]) -> bytes:
+    fci = b"".join(struct.pack("!HH", s, 0) for s in seqs)
+    return struct.pack("!BBHII", 0x81, 205, 2 + len(fci) // 4, sender, media) + fci
+
+
+def pli_packet(sender: int, media: int) -> bytes:
+    return struct.pack("!BBHII", 0x81, 206, 2, sender, media)
+
+
+def is_rtcp(data: bytes) -> bool:
+    return len(data) > 1 and 192 <= data[1] <= 223
+
+
+class MediaPeer:
+    """A connected client: SRTP/SRTCP with its DTLS keys. What it receives is sorted: RTCP is
+    decrypted and parsed into `rtcp`, RTP waits in order for `recv_rtp`."""
+
+    def __init__(self, engine: MediaEngine, connection) -> None:
+        self.engine = engine
+        self.peer, self.dtls, self.session, self.handle, self.handler = connection
+        self.rtcp: list[Rtcp] = []
+        self.backlog: list[bytes] = []
+
+    @classmethod
+    async def connect(cls, engine: MediaEngine, ufrag: str, cert) -> "MediaPeer":
+        return cls(engine, await connect_client(engine, ufrag, cert))
+
+    def send_rtp(self, packet: bytes) -> bytes:
+        data = self.dtls._tx_srtp.protect(packet)
+        self.peer.transport.sendto(data, self.engine.local_address)
+        return data
+
+    def send_rtcp(self, packet: bytes) -> None:
+        self.peer.transport.sendto(self.dtls._tx_srtp.protect_rtcp(packet), self.engine.local_address)
+
+    def send_raw(self, data: bytes) -> None:
+        self.peer.transport.sendto(data, self.engine.local_address)
+
+    def unprotect(self, data: bytes) -> bytes:
+        return self.dtls._rx_srtp.unprotect(data)
+
+    def _sort(self, data: bytes) -> None:
+        if is_rtcp(data):
+            self.rtcp.extend(parse_rtcp(self.dtls._rx_srtp.unprotect_rtcp(data)))
+        else:
+            self.backlog.append(data)
+
+    async def _pump_once(self, timeout: float) -> bool:
+        try:
+            self._sort(await asyncio.wait_for(self.peer.media.get(), timeout))
+            return True
+        except TimeoutError:
+            return False
+
+    async def recv_rtp_raw(self, timeout=3.0) -> bytes:
+        """The next SRTP packet, still protected."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.backlog:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not await self._pump_once(remaining):
+                raise TimeoutError("no RTP")
+        return self.backlog.pop(0)
+
+    async def recv_rtp(self, timeout=3.0) -> dict:
+        return rtp_fields(self.unprotect(await self.recv_rtp_raw(timeout)))
+
+    async def expect_rtcp(self, predicate, timeout=3.0) -> Rtcp:
+        """The first RTCP sub-packet (already received or arriving) matching `predicate`; removes it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for i, packet in enumerate(self.rtcp):
+                if predicate(packet):
+                    return self.rtcp.pop(i)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no matching RTCP in {[p.kind for p in self.rtcp]}")
+            await self._pump_once(remaining)
+
+    async def settle(self, duration=0.1) -> None:
+        """Receive (and sort) for a while."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + duration
+        while (remaining := deadline - loop.time()) > 0:
+            await self._pump_once(remaining)
+
+    async def close(self) -> None:
+        self.peer.pump.cancel()
+        self.peer.transport.close()
+        await self.dtls.stop()
+        await self.session.stop()
+
+
+class Listener:
+    """Records the engine's media events."""
+
+    def __init__(self):
+        self.layers: list[tuple[int, tuple[int, ...]]] = []
+        self.downtrack_layers: list[tuple[int, int | None]] = []
+        self.levels: list[list] = []
+        self.stats: list[list[dict]] = []
+
+    def on_layers(self, track, layers):
+        self.layers.append((track, layers))
+
+    def on_downtrack_layer(self, downtrack, layer):
+        self.downtrack_layers.append((downtrack, layer))
+
+    def on_audio_levels(self, levels):
+        self.levels.append(levels)
+
+    def on_stats(self, entries):
+        self.stats.append(entries)
+
+
+async def eventually(predicate, timeout=3.0, what="condition"):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_audio_extensions_levels_and_mute(engine):
+    listener = Listener()
+    engine.set_listener(listener)
+    cert = node_certificate()
+    pub = await MediaPeer.connect(engine, "apub", cert)
+    sub = await MediaPeer.connect(engine, "asub", cert)
+    # the publisher negotiated mid=1, audio level=3; the subscriber audio level=5, no mid
+    engine.set_extensions(pub.handle, mid=1, audio_level=3)
+    engine.set_extensions(sub.handle, audio_level=5)
+    track = engine.add_track(48000, kind="audio", mime="audio/opus")
+    engine.bind_stream(track, pub.handle, 0xA0D10)
+    dt = engine.add_downtrack(track, sub.handle, 0x5AB, 111)
+    await asyncio.sleep(0.05)
+
+    def send(seq: int):
+        pub.send_rtp(rtp_ext(seq, 960 * seq, 0xA0D10, f"opus-{seq}".encode(), [(1, b"0"), (3, bytes([0x80 | 30]))]))
+
+    got = []
+    for seq in range(1, 11):
+        send(seq)
+        got.append(await sub.recv_rtp())
+        await asyncio.sleep(0.01)
+    assert [g["payload"] for g in got] == [f"opus-{s}".encode() for s in range(1, 11)]
+    assert all(g["exts"] == {5: bytes([0x80 | 30])} for g in got), got[0]["exts"]  # mid blanked, level mapped
+    assert all(g["ssrc"] == 0x5AB and g["pt"] == 111 for g in got)
+    seqs = [g["seq"] for g in got]
+    assert seqs == [(seqs[0] + i) % 65536 for i in range(10)]
+
+    await eventually(lambda: listener.levels, what="audio levels")
+    level = next(item for item in listener.levels[-1] if item.track == track)
+    assert 29 <= level.level <= 45 and level.voice  # smoothed from silence towards -30 dBov
+    await eventually(lambda: (track, (0,)) in listener.layers, what="layers event")
+    await eventually(lambda: (dt, 0) in listener.downtrack_layers, what="downtrack layer event")
+
+    # publisher-side mute: nothing goes out; unmuted, the sequence goes on without a hole
+    engine.mute_track(track, True)
+    await asyncio.sleep(0.05)
+    for seq in range(11, 16):
+        send(seq)
+    await sub.settle(0.2)
+    assert not sub.backlog, "muted track forwarded"
+    engine.mute_track(track, False)
+    await asyncio.sleep(0.05)
+    after = []
+    for seq in range(16, 19):
+        send(seq)
+        after.append(await sub.recv_rtp())
+    assert [a["payload"] for a in after] == [f"opus-{s}".encode() for s in range(16, 19)]
+    assert [a["seq"] for a in after] == [(seqs[-1] + i) % 65536 for i in range(1, 4)]
+    assert after[0]["ts"] - got[-1]["ts"] == 960 * (16 - 10)  # timestamps follow the source
+
+    for peer in (pub, sub):
+        await peer.close()

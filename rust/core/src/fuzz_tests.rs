@@ -7,11 +7,16 @@
 
 use std::hint::black_box;
 
+use crate::audio_level::AudioLevelMeter;
 use crate::codec::{self, Codec};
+use crate::congestion::TwccRecorder;
+use crate::forwarder::{Forwarder, KeyframeRequester, LayerActivity};
 use crate::munger::Munger;
 use crate::nack::{NackConfig, NackTracker, RtxCache};
+use crate::reports::{ReceiverStats, SenderStats};
 use crate::rtcp::{self, RtcpPacket};
 use crate::rtp::{self, RtpHeader, RtpHeaderMut};
+use crate::sequencer::{SentPacket, Sequencer};
 use crate::srtp::{SrtpContext, SrtpProfile};
 use crate::stun::{self, StunMessage};
 use crate::testutil::{hex, XorShift};
@@ -111,6 +116,13 @@ fn exercise_rtp(b: &[u8], d: &mut Depth) {
         }
         h.set_sequence(1);
         h.set_marker(true);
+        black_box(h.remap_extensions(|id| id.wrapping_mul(7) % 16));
+    }
+    let mut m = b.to_vec();
+    let len = m.len();
+    if let Ok(n) = rtp::unwrap_rtx(&mut m, len, 7, 96) {
+        assert!(n + 2 <= len);
+        black_box(RtpHeader::parse(&m[..n]).is_ok());
     }
 }
 
@@ -280,5 +292,97 @@ fn stateful_pieces_never_panic_on_random_arguments() {
                 continue;
             }
         };
+    }
+}
+
+#[test]
+fn forwarding_state_never_panics_on_random_arguments() {
+    let mut rng = XorShift::new(7);
+    let mut activity = LayerActivity::new(1_500_000);
+    let mut fwd = Forwarder::new(2);
+    let mut pli = KeyframeRequester::new(500_000);
+    let mut seqr = Sequencer::new(64, 1_000_000);
+    let mut rx = ReceiverStats::new(90_000);
+    let mut tx = SenderStats::new(48_000);
+    let mut twcc = TwccRecorder::new(300);
+    let mut level = AudioLevelMeter::new();
+    let mut buf = [0u8; 1500];
+    for _ in 0..ITERATIONS / 2 {
+        let (a, b, c) = (rng.next_u64(), rng.next_u64(), rng.next_u64());
+        let now = if rng.chance(2) { a } else { a % 100_000_000 };
+        let layer = rng.below(5) as u8;
+        match rng.below(10) {
+            0 => {
+                if activity.on_packet(layer, now) || activity.sweep(now) {
+                    fwd.set_active_layers(activity.mask());
+                }
+            }
+            1 => {
+                fwd.set_max_layer(layer);
+                fwd.set_active_layers(b as u8);
+                fwd.reset_layer(layer);
+                black_box(fwd.set_paused(c & 1 == 0));
+            }
+            2 => {
+                black_box(fwd.on_packet(layer, b & 1 == 0));
+                fwd.request_keyframe();
+                if let Some(l) = fwd.keyframe_wanted() {
+                    if pli.try_request(now) {
+                        fwd.keyframe_requested(l);
+                    }
+                }
+            }
+            3 => {
+                let sent = SentPacket {
+                    src_ssrc: b as u32,
+                    src_seq: c as u16,
+                    timestamp: c as u32,
+                };
+                seqr.record(b as u16, sent, now);
+                let _ = black_box(seqr.lookup_for_resend(c as u16, now, b % 1000));
+            }
+            4 => rx.on_packet(b as u16, c as u32, (b >> 48) as usize, now),
+            5 => {
+                rx.on_sender_report(b, now);
+                black_box(rx.report_block(1, now));
+                black_box((rx.jitter_us(), rx.cumulative_lost()));
+            }
+            6 => {
+                tx.on_packet(b as u32, (c >> 50) as usize, (c >> 40) as usize, now);
+                black_box(tx.sender_report(1, now, b));
+            }
+            7 => {
+                let block = crate::rtcp::ReportBlock {
+                    ssrc: 1,
+                    fraction_lost: b as u8,
+                    cumulative_lost: (b >> 8) as i32 >> 8,
+                    highest_seq: c as u32,
+                    jitter: (c >> 32) as u32,
+                    last_sr: if b & 1 == 0 { 0 } else { (b >> 16) as u32 },
+                    delay_since_last_sr: (b >> 32) as u32,
+                };
+                tx.on_report_block(&block, now);
+                black_box(tx.jitter_us());
+            }
+            8 => {
+                twcc.record(
+                    b as u16,
+                    if rng.chance(50) {
+                        now
+                    } else {
+                        now % 10_000_000
+                    },
+                );
+                if rng.chance(10) {
+                    while let Ok(Some(n)) = twcc.write_feedback(&mut buf, 1, 2) {
+                        black_box(n);
+                    }
+                }
+            }
+            _ => {
+                level.on_extension(&b.to_be_bytes()[..(c % 3) as usize]);
+                black_box(level.take());
+            }
+        }
     }
 }

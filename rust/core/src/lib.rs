@@ -14,17 +14,27 @@
 //! | [`nack`] | retransmission cache and receive-side loss tracker | RFC 4585 |
 //! | [`codec`] | keyframe detection for VP8, VP9, H.264 and AV1 payloads | RFC 7741, 9628, 6184, AV1 RTP |
 //! | [`seq`] | wrap-aware sequence number arithmetic shared by the above | — |
+//! | [`forwarder`] | simulcast layer activity, selection and switching; keyframe request pacing | — |
+//! | [`sequencer`] | per-down-track map from output numbers to source packets (retransmissions) | — |
+//! | [`reports`] | RTCP SR/RR state: jitter, loss, LSR/DLSR, round-trip time | RFC 3550 §6.4, A.3, A.8 |
+//! | [`congestion`] | transport-wide congestion control feedback from arrivals | transport-cc draft |
+//! | [`audio_level`] | smoothed audio levels and voice activity | RFC 6464 |
 //!
 //! Every parser takes `&[u8]` and returns a `Result`; none panics on any input (a fixed-seed
 //! random-input test in `fuzz_tests` holds them to it).
 #![forbid(unsafe_code)]
 
+pub mod audio_level;
 pub mod codec;
+pub mod congestion;
+pub mod forwarder;
 pub mod munger;
 pub mod nack;
+pub mod reports;
 pub mod rtcp;
 pub mod rtp;
 pub mod seq;
+pub mod sequencer;
 pub mod srtp;
 pub mod stun;
 

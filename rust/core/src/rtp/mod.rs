@@ -474,5 +474,8 @@ pub fn write_header(
     Ok(FIXED_HEADER_LEN)
 }
 
+mod rewrite;
+pub use rewrite::unwrap_rtx;
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,207 @@
+//! The RTP path: a decrypted packet from a publisher goes to its track's source stream
+//! (reception statistics, loss tracking, retransmission cache, layer activity, audio level)
+//! and then to every down-track whose forwarder selects its layer, rewritten and
+//! re-encrypted per subscriber.
+//!
+//! Per down-track rewrite (in a reused send slot, no allocation): SSRC, sequence number and
+//! timestamp from the munger (continuous across layer switches and pauses), payload type,
+//! header extensions mapped to the subscriber's ids (mid/rid and anything unknown blanked
+//! to padding), a fresh transport-wide sequence number and our abs-send-time when the
+//! subscriber negotiated them. The same writer serves retransmissions (see `rtcp`).
+
+use std::net::UdpSocket;
+
+use trackyard_core::forwarder::Verdict;
+use trackyard_core::munger::Munged;
+use trackyard_core::rtp::{unwrap_rtx, RtpHeader, RtpHeaderMut};
+use trackyard_core::sequencer::SentPacket;
+
+use super::state::{ExtIds, Kind, Transport};
+use super::Node;
+use crate::events::Event;
+use crate::stats::Stats;
+use crate::udp::SendQueue;
+
+/// The abs-send-time value (6.18 fixed-point seconds, 24 bits) of a time in µs.
+fn abs_send_time(now_us: u64) -> u32 {
+    (((u128::from(now_us) << 18) / 1_000_000) as u32) & 0x00FF_FFFF
+}
+
+/// What a down-track puts in the RTP header.
+pub(super) struct Rewrite<'a> {
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub from_ext: &'a ExtIds,
+}
+
+/// Writes the source packet `src`, rewritten for a subscriber, into the send queue and
+/// protects it with the subscriber's keys. Returns the datagram size, or None when the
+/// subscriber is not ready (no address or keys) or the packet cannot be protected.
+pub(super) fn write_rtp(send: &mut SendQueue, socket: &UdpSocket, sub: &mut Transport, src: &[u8],
+                        rw: &Rewrite<'_>, now: u64) -> Option<usize> {
+    let (Some(addr), Some(tx)) = (sub.addr, sub.tx.as_mut()) else { return None };
+    let slot = send.slot(socket);
+    let len = src.len();
+    slot.get_mut(..len)?.copy_from_slice(src);
+    {
+        let mut h = RtpHeaderMut::parse(&mut slot[..len]).ok()?;
+        h.set_ssrc(rw.ssrc);
+        h.set_sequence(rw.seq);
+        h.set_timestamp(rw.timestamp);
+        h.set_payload_type(rw.payload_type);
+        if h.has_extension() {
+            let to = sub.ext;
+            h.remap_extensions(|id| rw.from_ext.map_to(&to, id));
+            if to.twcc != 0 {
+                if let Some(v) = h.extension_mut(to.twcc).filter(|v| v.len() >= 2) {
+                    v[..2].copy_from_slice(&sub.twcc_out.to_be_bytes());
+                    sub.twcc_out = sub.twcc_out.wrapping_add(1);
+                }
+            }
+            if to.abs_send_time != 0 {
+                if let Some(v) = h.extension_mut(to.abs_send_time).filter(|v| v.len() >= 3) {
+                    v[..3].copy_from_slice(&abs_send_time(now).to_be_bytes()[1..]);
+                }
+            }
+        }
+    }
+    let n = tx.protect_rtp(slot, len).ok()?;
+    send.push(n, &addr);
+    Some(n)
+}
+
+impl Node {
+    pub(super) fn handle_rtp(&mut self, transport: u32, len: usize, now: u64) {
+        let Ok(h) = RtpHeader::parse(&self.scratch[..len]) else {
+            Stats::bump(&self.stats.malformed);
+            return;
+        };
+        let ssrc = h.ssrc();
+        let Some(t) = self.transports.get_mut(&transport) else { return };
+        let from_ext = t.ext;
+        // transport-wide arrivals: every RTP packet of the transport counts
+        if let (Some(rec), true) = (t.twcc_in.as_mut(), from_ext.twcc != 0) {
+            if let Some(v) = h.extension(from_ext.twcc).filter(|v| v.len() >= 2) {
+                rec.record(u16::from_be_bytes([v[0], v[1]]), now);
+            }
+        }
+        let Some(route) = self.streams.get(&(transport, ssrc)).copied() else {
+            self.report_new_stream(transport, len);
+            return;
+        };
+        let Node { tracks, transports, send, socket, stats, scratch, .. } = self;
+        let Some(track) = tracks.get_mut(&route.track) else { return };
+        let Some(si) = track.sources.iter().position(|s| s.layer == route.layer) else { return };
+        let mut len = len;
+        if route.repair {
+            let src = &mut track.sources[si];
+            src.rtx_received += 1;
+            Stats::bump(&stats.rtx_received);
+            let Some(pt) = src.payload_type else { return };
+            match unwrap_rtx(scratch, len, src.ssrc, pt) {
+                Ok(n) => len = n,
+                Err(_) => {
+                    Stats::bump(&stats.padding_dropped);
+                    return;
+                }
+            }
+        }
+        let Ok(h) = RtpHeader::parse(&scratch[..len]) else {
+            Stats::bump(&stats.malformed);
+            return;
+        };
+        let (ssrc, seq, ts, payload_len) = (h.ssrc(), h.sequence(), h.timestamp(), h.payload_len());
+        let layer = route.layer;
+        let src = &mut track.sources[si];
+        if !route.repair {
+            src.payload_type = Some(h.payload_type());
+        }
+        src.rx.on_packet(seq, ts, len, now);
+        if let Some(n) = src.nack.as_mut() {
+            n.on_packet(seq, now);
+        }
+        if payload_len == 0 {
+            // padding only (bandwidth probing): not forwarded, and no hole for it
+            Stats::bump(&stats.padding_dropped);
+            for dt in track.downtracks.iter_mut() {
+                dt.munger.drop_packet(ssrc, seq);
+            }
+            return;
+        }
+        src.cache.insert(seq, &scratch[..len], now);
+        if track.activity.on_packet(layer, now) {
+            track.publish_activity();
+        }
+        if track.kind == Kind::Audio && from_ext.audio_level != 0 {
+            if let Some(v) = h.extension(from_ext.audio_level) {
+                track.audio.on_extension(v);
+            }
+        }
+        if track.muted {
+            return;
+        }
+        let keyframe = track.is_keyframe(h.payload());
+        let packet = &scratch[..len];
+        for dt in track.downtracks.iter_mut() {
+            // a subscriber not connected yet must not use up the keyframe it will need
+            let Some(sub) = transports.get_mut(&dt.transport).filter(|t| t.is_ready()) else { continue };
+            match dt.fwd.on_packet(layer, keyframe) {
+                Verdict::Drop(_) => continue,
+                Verdict::Switch { from } => {
+                    if dt.munger.source() != Some(ssrc) {
+                        dt.munger.switch_source(ssrc);
+                    }
+                    if from.is_some() {
+                        Stats::bump(&stats.layer_switches);
+                    }
+                }
+                Verdict::Forward => {}
+            }
+            let Munged::Forward { seq: out_seq, timestamp: out_ts, duplicate } = dt.munger.forward(ssrc, seq, ts, now)
+            else {
+                continue;
+            };
+            if duplicate {
+                continue; // the subscriber has it (or asks for it with a NACK)
+            }
+            let rw = Rewrite { ssrc: dt.ssrc, payload_type: dt.payload_type, seq: out_seq, timestamp: out_ts,
+                               from_ext: &from_ext };
+            match write_rtp(send, socket, sub, packet, &rw, now) {
+                Some(n) => {
+                    dt.seqr.record(out_seq, SentPacket { src_ssrc: ssrc, src_seq: seq, timestamp: out_ts }, now);
+                    dt.tx.on_packet(out_ts, payload_len, n, now);
+                    Stats::bump(&stats.forwarded);
+                    Stats::add(&stats.tx_bytes, n as u64);
+                }
+                None => Stats::bump(&stats.srtp_failures),
+            }
+        }
+    }
+
+    fn report_new_stream(&mut self, transport: u32, len: usize) {
+        let Some(t) = self.transports.get_mut(&transport) else { return };
+        let Ok(h) = RtpHeader::parse(&self.scratch[..len]) else { return };
+        let ssrc = h.ssrc();
+        if t.reported.contains(&ssrc) || t.reported.len() > 64 {
+            return;
+        }
+        t.reported.push(ssrc);
+        let text = |id: u8| -> String {
+            if id == 0 {
+                return String::new();
+            }
+            h.extension(id).and_then(|v| std::str::from_utf8(v).ok()).unwrap_or("").to_string()
+        };
+        let event = Event::NewStream {
+            transport,
+            ssrc,
+            payload_type: h.payload_type(),
+            mid: text(t.ext.mid),
+            rid: text(t.ext.rid),
+            rrid: text(t.ext.rrid),
+        };
+        self.pending.push(event);
+    }
+}

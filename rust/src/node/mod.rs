@@ -1,0 +1,262 @@
+//! The media node's worker: one thread that owns the UDP socket and the forwarding graph.
+//!
+//! Per datagram (demultiplexed by first byte, RFC 7983):
+//! - STUN (0–3): ICE-lite binding requests (see `ice`).
+//! - DTLS (20–63): handed up to Python (aiortc runs the handshake and SCTP).
+//! - SRTP/SRTCP (128–191): unprotected with the transport's keys; RTP goes to the track it is
+//!   bound to and from there to every down-track (see `forward`); RTCP is read for NACKs,
+//!   keyframe requests and reports (see `rtcp`). An SSRC without a route is reported once so
+//!   Python can bind it.
+//! - anything else, or from an unknown address: dropped and counted.
+//!
+//! Timers (see `timers`) run between receive batches: NACKs and keyframe requests to
+//! publishers every 20 ms; layer activity, transport-wide feedback and a tenth of the
+//! sender/receiver reports every 100 ms; audio levels every 250 ms; statistics every 2 s.
+//!
+//! Python sends commands through a channel and wakes the worker with an eventfd; the worker
+//! never calls into Python. Every datagram, command and timer runs under `catch_unwind`: a
+//! panic drops that one input and is counted, the node goes on. Close cascade (see
+//! `commands`): removing a transport removes its streams and the down-tracks that send to
+//! it; removing a track removes its down-tracks.
+
+mod commands;
+mod forward;
+mod ice;
+mod rtcp;
+mod state;
+mod timers;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use trackyard_core::codec::Codec;
+use trackyard_core::srtp::SrtpProfile;
+
+use crate::events::{Event, EventQueue, Notifier};
+use crate::stats::Stats;
+use crate::udp::{RecvBatch, SendQueue, MAX_DATAGRAM};
+
+pub use state::{ExtIds, Kind};
+use state::{IdMap, Route, Track, Transport};
+
+/// Without a valid ICE check for this long, the peer has withdrawn consent (RFC 7675).
+pub const CONSENT_TIMEOUT_US: u64 = 30_000_000;
+
+pub enum Command {
+    AddTransport { id: u32, ufrag: String, pwd: String },
+    RemoveTransport { id: u32 },
+    SendDtls { id: u32, data: Vec<u8> },
+    SetSrtp { id: u32, profile: SrtpProfile, local: Vec<u8>, remote: Vec<u8> },
+    SetExtensions { id: u32, ext: ExtIds },
+    AddTrack { id: u32, clock_rate: u32, kind: Kind, codec: Codec },
+    RemoveTrack { id: u32 },
+    MuteTrack { id: u32, muted: bool },
+    BindStream { track: u32, transport: u32, ssrc: u32, layer: u8, repair: bool },
+    AddDownTrack { id: u32, track: u32, transport: u32, ssrc: u32, payload_type: u8, max_layer: u8, cname: String },
+    RemoveDownTrack { id: u32 },
+    PauseDownTrack { id: u32, paused: bool },
+    SetDownTrackLayer { id: u32, max_layer: u8 },
+    RequestKeyframe { id: u32 },
+    Shutdown,
+}
+
+/// Next due times of the periodic work (µs on the node clock).
+#[derive(Default)]
+struct Timers {
+    fast: u64,
+    slow: u64,
+    slow_ticks: u64,
+    levels: u64,
+    stats: u64,
+    consent: u64,
+}
+
+pub struct Node {
+    socket: UdpSocket,
+    recv: RecvBatch,
+    send: SendQueue,
+    commands: Receiver<Command>,
+    wake: Arc<Notifier>,
+    events: Arc<EventQueue>,
+    pending: Vec<Event>,
+    stats: Arc<Stats>,
+    epoch: Instant,
+    transports: IdMap<u32, Transport>,
+    by_ufrag: HashMap<String, u32>,
+    by_addr: HashMap<SocketAddr, u32>,
+    tracks: IdMap<u32, Track>,
+    /// (transport, ssrc) → where that incoming stream goes.
+    streams: IdMap<(u32, u32), Route>,
+    /// (transport, down-track ssrc) → down-track, for the subscriber's RTCP.
+    dt_routes: IdMap<(u32, u32), u32>,
+    /// down-track → its track.
+    dt_track: IdMap<u32, u32>,
+    scratch: Vec<u8>,
+    seq_scratch: Vec<u16>,
+    timers: Timers,
+    seed: u64,
+}
+
+impl Node {
+    pub fn new(socket: UdpSocket, commands: Receiver<Command>, wake: Arc<Notifier>, events: Arc<EventQueue>,
+               stats: Arc<Stats>) -> Self {
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9E37_79B9, |d| d.as_nanos() as u64) | 1;
+        Node {
+            socket,
+            recv: RecvBatch::new(),
+            send: SendQueue::new(),
+            commands,
+            wake,
+            events,
+            pending: Vec::with_capacity(64),
+            stats,
+            epoch: Instant::now(),
+            transports: IdMap::default(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            tracks: IdMap::default(),
+            streams: IdMap::default(),
+            dt_routes: IdMap::default(),
+            dt_track: IdMap::default(),
+            scratch: vec![0u8; MAX_DATAGRAM + 64],
+            seq_scratch: Vec::with_capacity(1024),
+            timers: Timers::default(),
+            seed,
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// A pseudo-random 32-bit value (SSRCs, initial sequence numbers), xorshift64*.
+    fn random(&mut self) -> u32 {
+        let mut x = self.seed;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.seed = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+    }
+
+    /// Runs `f`, catching a panic: the input is dropped and counted, the node goes on.
+    fn guarded(&mut self, f: impl FnOnce(&mut Self)) {
+        if catch_unwind(AssertUnwindSafe(|| f(self))).is_err() {
+            Stats::bump(&self.stats.panics);
+            if self.scratch.len() < MAX_DATAGRAM + 64 {
+                self.scratch = vec![0u8; MAX_DATAGRAM + 64];
+            }
+        }
+    }
+
+    /// Runs until a Shutdown command (or the command channel closes).
+    pub fn run(&mut self) {
+        loop {
+            let now = self.now_us();
+            let wait_ms = (self.timers.fast.saturating_sub(now) / 1000).clamp(1, 20) as i32;
+            let mut fds = [
+                libc::pollfd { fd: self.socket.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: self.wake.fd(), events: libc::POLLIN, revents: 0 },
+            ];
+            unsafe { libc::poll(fds.as_mut_ptr(), 2, wait_ms) };
+            if fds[1].revents != 0 {
+                self.wake.clear();
+            }
+            if !self.drain_commands() {
+                break;
+            }
+            // a bounded number of batches per turn keeps commands and timers responsive
+            for _ in 0..16 {
+                match self.recv.recv(&self.socket) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let now = self.now_us();
+                        for i in 0..n {
+                            self.guarded(|node| node.handle_datagram(i, now));
+                        }
+                        self.send.flush(&self.socket);
+                    }
+                }
+            }
+            let now = self.now_us();
+            self.guarded(|node| node.on_timers(now));
+            self.send.flush(&self.socket);
+            self.flush_events();
+        }
+        self.send.flush(&self.socket);
+        self.flush_events();
+    }
+
+    fn flush_events(&mut self) {
+        let dropped = self.events.push_all(&mut self.pending);
+        if dropped > 0 {
+            Stats::add(&self.stats.events_dropped, dropped as u64);
+        }
+        use std::sync::atomic::Ordering;
+        self.stats.tx_packets.store(self.send.sent, Ordering::Relaxed);
+        self.stats.send_failures.store(self.send.failed, Ordering::Relaxed);
+    }
+
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Ok(cmd) => self.guarded(|node| node.apply(cmd)),
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    // --- datagrams ----------------------------------------------------------------------
+    fn handle_datagram(&mut self, i: usize, now: u64) {
+        let Some((data, from)) = self.recv.get(i) else {
+            Stats::bump(&self.stats.malformed);
+            return;
+        };
+        Stats::bump(&self.stats.rx_packets);
+        Stats::add(&self.stats.rx_bytes, data.len() as u64);
+        let len = data.len();
+        if len == 0 {
+            Stats::bump(&self.stats.malformed);
+            return;
+        }
+        self.scratch[..len].copy_from_slice(data);
+        match self.scratch[0] {
+            0..=3 => self.handle_stun(len, from, now),
+            20..=63 => self.handle_dtls(len, from),
+            128..=191 => self.handle_srtp(len, from, now),
+            _ => Stats::bump(&self.stats.malformed),
+        }
+    }
+
+    fn handle_srtp(&mut self, len: usize, from: SocketAddr, now: u64) {
+        let Some(&id) = self.by_addr.get(&from) else {
+            Stats::bump(&self.stats.unknown_source);
+            return;
+        };
+        let is_rtcp = trackyard_core::rtcp::is_rtcp(&self.scratch[..len]);
+        let Some(rx) = self.transports.get_mut(&id).and_then(|t| t.rx.as_mut()) else {
+            Stats::bump(&self.stats.srtp_failures);
+            return;
+        };
+        let buf = &mut self.scratch[..len];
+        let result = if is_rtcp { rx.unprotect_rtcp(buf) } else { rx.unprotect_rtp(buf) };
+        let Ok(plain) = result else {
+            Stats::bump(&self.stats.srtp_failures);
+            return;
+        };
+        if is_rtcp {
+            Stats::bump(&self.stats.rtcp_packets);
+            self.handle_rtcp(id, plain, now);
+        } else {
+            Stats::bump(&self.stats.rtp_packets);
+            self.handle_rtp(id, plain, now);
+        }
+    }
+}
