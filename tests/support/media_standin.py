@@ -30,6 +30,8 @@ class StandInMediaSession:
         self.data: list[models.DataPacket] = []
         self.subscribed: set[str] = set()
         self.paused: set[str] = set()
+        self.max_layers: dict[str, int] = {}
+        self.muted: set[str] = set()
         self.closed = False
 
     async def handle_offer(self, offer: rtc.SessionDescription) -> None:
@@ -72,6 +74,12 @@ class StandInMediaSession:
 
     def set_paused(self, track_sid: str, paused: bool) -> None:
         (self.paused.add if paused else self.paused.discard)(track_sid)
+
+    def set_max_layer(self, track_sid: str, layer: int) -> None:
+        self.max_layers[track_sid] = layer
+
+    def set_track_muted(self, track_sid: str, muted: bool) -> None:
+        (self.muted.add if muted else self.muted.discard)(track_sid)
 
     async def close(self) -> None:
         self.closed = True

@@ -695,9 +695,29 @@ async def test_aiortc_accepts_our_answer() -> None:
 
 
 def test_simulcast_rids_map_to_layers_by_rank() -> None:
-    from trackyard.media.webrtc import simulcast_layer
+    from trackyard.media.simulcast import simulcast_layer
 
     assert [simulcast_layer(["f", "h", "q"], r) for r in ("q", "h", "f")] == [0, 1, 2]
     assert [simulcast_layer(["h", "q"], r) for r in ("q", "h")] == [0, 1]  # h is the top of two
     assert simulcast_layer(["q", "h", "f"], "x") == 0
     assert [simulcast_layer(["a", "b"], r) for r in ("a", "b")] == [0, 1]
+
+
+def test_subscriber_settings_choose_a_layer() -> None:
+    from livekit.protocol import models
+
+    from trackyard.media.simulcast import layer_for_settings
+
+    track = models.TrackInfo(type=models.TrackType.VIDEO, layers=[
+        models.VideoLayer(quality=models.VideoQuality.HIGH, width=1280, height=720),
+        models.VideoLayer(quality=models.VideoQuality.MEDIUM, width=640, height=360),
+        models.VideoLayer(quality=models.VideoQuality.LOW, width=320, height=180)])
+    q = models.VideoQuality
+    assert [layer_for_settings(track, quality, 0, 0) for quality in (q.LOW, q.MEDIUM, q.HIGH)] == [0, 1, 2]
+    assert layer_for_settings(track, q.OFF, 0, 0) is None
+    assert layer_for_settings(track, q.HIGH, 320, 180) == 0  # adaptive stream: the rendered size wins
+    assert layer_for_settings(track, q.HIGH, 600, 300) == 1
+    assert layer_for_settings(track, q.LOW, 1920, 1080) == 2
+    two = models.TrackInfo(layers=[models.VideoLayer(quality=q.LOW, width=320, height=180),
+                                   models.VideoLayer(quality=q.MEDIUM, width=640, height=360)])
+    assert layer_for_settings(two, q.HIGH, 0, 0) == 1

@@ -55,6 +55,14 @@ class MediaSession(Protocol):
 
     def set_paused(self, track_sid: str, paused: bool) -> None: ...
 
+    def set_max_layer(self, track_sid: str, layer: int) -> None:
+        """The top simulcast layer this participant wants of a subscribed track."""
+        ...
+
+    def set_track_muted(self, track_sid: str, muted: bool) -> None:
+        """This participant muted or unmuted one of its own published tracks."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import deque
 from collections.abc import Callable
 
 from aiortc import RTCDataChannel, RTCDataChannelParameters
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SCTP_PORT = 5000
 RELIABLE, LOSSY = "_reliable", "_lossy"
+RELIABLE_BACKLOG = 256  # reliable packets kept for a peer whose channel is not open yet
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -54,6 +56,7 @@ class PeerTransport:
         self._started = False
         self._task: asyncio.Task | None = None
         self.remote_address: tuple[str, int] | None = None
+        self._waiting: dict[str, deque[bytes]] = {}
 
     # --- engine events (TransportHandler) ---------------------------------------------
     def on_bound(self, ip: str, port: int) -> None:
@@ -99,6 +102,7 @@ class PeerTransport:
         self.channels.setdefault(channel.label, channel)
         label = channel.label
         channel.on("message", lambda message: self._message(label, message))
+        self._flush(label)
 
     def _message(self, label: str, message: bytes | str) -> None:
         if isinstance(message, bytes):
@@ -113,14 +117,28 @@ class PeerTransport:
             if label not in self.channels:
                 channel = RTCDataChannel(self.sctp, params)
                 channel.on("message", lambda message, label=label: self._message(label, message))
+                channel.on("open", lambda label=label: self._flush(label))
                 self.channels[label] = channel
 
     def send(self, label: str, data: bytes) -> bool:
+        """Send on a channel. Reliable data for a channel that is not open yet (the peer is still
+        connecting) waits, bounded, and goes out when it opens; lossy data is dropped."""
         channel = self.channels.get(label)
         if channel is None or channel.readyState != "open":
-            return False
+            if label != RELIABLE or self.closed:
+                return False
+            queue = self._waiting.setdefault(label, deque(maxlen=RELIABLE_BACKLOG))
+            queue.append(data)
+            return True
         channel.send(data)
         return True
+
+    def _flush(self, label: str) -> None:
+        channel = self.channels.get(label)
+        queue = self._waiting.pop(label, None)
+        if channel is not None and queue:
+            for data in queue:
+                channel.send(data)
 
     async def close(self) -> None:
         if self.closed:

@@ -29,7 +29,10 @@ from trackyard.engine import MediaEngine, NewStream
 from trackyard.media.dtls import node_certificate, sha256_fingerprint
 from trackyard.media.negotiation import SendTrack, build_answer, build_offer
 from trackyard.media.sdp import (
+    EXT_ABS_SEND_TIME,
+    EXT_AUDIO_LEVEL,
     EXT_MID,
+    EXT_TWCC,
     EXT_RID,
     EXT_RRID,
     SdpError,
@@ -39,6 +42,7 @@ from trackyard.media.sdp import (
     parse_sdp,
 )
 from trackyard.media.session import MediaEvents, SessionOptions
+from trackyard.media.simulcast import simulcast_layer
 from trackyard.media.transport import LOSSY, RELIABLE, PeerTransport
 
 log = logging.getLogger(__name__)
@@ -59,22 +63,6 @@ def local_ipv4_addresses() -> list[str]:
             if not ip.startswith("127.") and ip not in found:
                 found.append(ip)
     return found or ["127.0.0.1"]
-
-
-_RID_RANK = {"q": 0, "h": 1, "f": 2}
-
-
-def simulcast_layer(rids: list[str], rid: str) -> int:
-    """The spatial layer (0 = lowest) of a simulcast rid.
-
-    The SDKs name layers from the lowest up (3 layers: q, h, f; 2 layers: q, h, where h is
-    then the top), and may list them in any order in `a=simulcast`, so the layer is the rid's
-    position among the offered rids sorted by that rank; unknown names keep offer order.
-    """
-    if rid not in rids:
-        return 0
-    ranked = sorted(rids, key=lambda r: (_RID_RANK.get(r, 3), rids.index(r)))
-    return ranked.index(rid)
 
 
 @dataclass
@@ -109,6 +97,7 @@ class Subscription:
     mid: str | None = None
     downtrack: int | None = None
     paused: bool = False
+    max_layer: int = 2
 
 
 class WebRtcSession:
@@ -184,11 +173,7 @@ class WebRtcSession:
 
     def _learn_sections(self, sd: SessionDescription) -> None:
         infos = mid_to_track_info(sd)
-        ext = next((i.extmap for i in infos.values() if i.kind == "video"), None) or next(
-            (i.extmap for i in infos.values()), {})
-        if ext:
-            self.backend.engine.set_extensions(self.publisher.handle, mid=ext.get(EXT_MID, 0),
-                                               rid=ext.get(EXT_RID, 0), rrid=ext.get(EXT_RRID, 0))
+        self._set_extensions(self.publisher, sd)
         ended = [mid for mid in self.sections if mid not in infos]
         self.sections = infos
         for mid, info in infos.items():
@@ -204,6 +189,17 @@ class WebRtcSession:
                     self.backend.engine.remove_track(track.engine_track)
                 self.events.on_track_ended(cid)
 
+    def _set_extensions(self, transport: PeerTransport, sd: SessionDescription) -> None:
+        """Tell the engine the header-extension ids negotiated on a transport (one id space per BUNDLE)."""
+        ids: dict[str, int] = {}
+        for media in sd.media:
+            if not media.rejected:
+                ids.update(media.extmap_ids())
+        self.backend.engine.set_extensions(
+            transport.handle, mid=ids.get(EXT_MID, 0), rid=ids.get(EXT_RID, 0), rrid=ids.get(EXT_RRID, 0),
+            audio_level=ids.get(EXT_AUDIO_LEVEL, 0), twcc=ids.get(EXT_TWCC, 0),
+            abs_send_time=ids.get(EXT_ABS_SEND_TIME, 0))
+
     # --- incoming media ---------------------------------------------------------------
     def _on_new_stream(self, stream: NewStream) -> None:
         mid = stream.mid or self._mid_for_ssrc(stream.ssrc)
@@ -211,24 +207,28 @@ class WebRtcSession:
         if info is None or not info.track_id:
             log.debug("%s: stream %08x without a known section", self.options.participant_sid, stream.ssrc)
             return
-        if stream.rrid:
-            return  # repair (RTX) streams are not forwarded yet
         cid = info.track_id
-        codec = next((c for c in info.codecs if c.pt == stream.payload_type), None)
-        name = codec.name if codec is not None else (info.codecs[0].name if info.codecs else "")
         track = self.my_tracks.get(cid)
         if track is None:
-            clock = CLOCK_RATES.get(name.lower(), 90000)
-            handle = self.backend.engine.add_track(clock)
+            primary = next((c for c in info.codecs if c.name.lower() not in ("rtx", "red", "ulpfec")), None)
+            name = primary.name if primary is not None else ""
+            handle = self.backend.engine.add_track(CLOCK_RATES.get(name.lower(), 90000), kind=info.kind,
+                                                   mime=f"{info.kind}/{name}")
             track = PublishedTrack(sid="", publisher_sid=self.options.participant_sid, kind=info.kind,
                                    codec=name, engine_track=handle)
             self.my_tracks[cid] = track
+        if stream.rrid or stream.ssrc in info.rtx_ssrcs.values():
+            media_ssrc = next((m for m, r in info.rtx_ssrcs.items() if r == stream.ssrc), None)
+            layer = simulcast_layer(info.rids, stream.rrid) if stream.rrid else \
+                (info.ssrcs.index(media_ssrc) if media_ssrc in info.ssrcs else 0)
+            self.backend.engine.bind_repair(track.engine_track, self.publisher.handle, stream.ssrc, layer)
+            return
         layer = simulcast_layer(info.rids, stream.rid)
         track.layers[stream.rid] = layer
-        self.backend.engine.bind_stream(track.engine_track, self.publisher.handle, stream.ssrc)
+        self.backend.engine.bind_stream(track.engine_track, self.publisher.handle, stream.ssrc, layer)
         if cid not in self.received:
             self.received.add(cid)
-            sid = self.events.on_track_received(cid, mid, f"{info.kind}/{name}")
+            sid = self.events.on_track_received(cid, mid, f"{info.kind}/{track.codec}")
             if sid:
                 track.sid = sid
                 self.backend.published[sid] = track
@@ -280,6 +280,20 @@ class WebRtcSession:
             if sub.downtrack is not None:
                 self.backend.engine.pause_downtrack(sub.downtrack, paused)
 
+    def set_max_layer(self, track_sid: str, layer: int) -> None:
+        """The top simulcast layer this participant wants of a track (from its track settings)."""
+        sub = self.subscriptions.get(track_sid)
+        if sub is not None and sub.max_layer != layer:
+            sub.max_layer = layer
+            if sub.downtrack is not None:
+                self.backend.engine.set_downtrack_layer(sub.downtrack, layer)
+
+    def set_track_muted(self, track_sid: str, muted: bool) -> None:
+        """This participant muted (or unmuted) one of its own tracks: stop or resume forwarding it."""
+        track = self.backend.published.get(track_sid)
+        if track is not None and track.publisher_sid == self.options.participant_sid:
+            self.backend.engine.mute_track(track.engine_track, muted)
+
     def _request_sections(self) -> None:
         """v1: ask the client for enough recvonly sections for our pending down-tracks."""
         waiting = [s for s in self.subscriptions.values() if s.mid is None]
@@ -320,7 +334,8 @@ class WebRtcSession:
             if codec is None or transport is None:
                 continue
             sub.downtrack = self.backend.engine.add_downtrack(sub.track.engine_track, transport.handle,
-                                                              sub.ssrc, codec.pt)
+                                                              sub.ssrc, codec.pt, max_layer=sub.max_layer,
+                                                              cname=sub.track.publisher_sid)
             if sub.paused:
                 self.backend.engine.pause_downtrack(sub.downtrack, True)
 
@@ -340,6 +355,7 @@ class WebRtcSession:
         for sub in self.subscriptions.values():
             sub.mid = mids.get(sub.track.sid)
         self.last_offer = offer
+        self._set_extensions(self.subscriber, offer)
         self.offer_id += 1
         self.offer_pending = True
         self.events.send_signal(rtc.SignalResponse(offer=rtc.SessionDescription(

@@ -281,10 +281,16 @@ class Room:
         self.broadcast_participant(participant)
         self._events.notify(hooks.track_unpublished(self.to_proto(), participant.to_proto(), track))
 
+    def track(self, track_sid: str) -> models.TrackInfo | None:
+        """A published track of any participant."""
+        return next((p.tracks[track_sid] for p in self.participants.values() if track_sid in p.tracks), None)
+
     def set_track_muted(self, participant: Participant, track_sid: str, muted: bool) -> models.TrackInfo | None:
         track = participant.tracks.get(track_sid)
         if track is None:
             return None
+        if participant.media is not None:
+            participant.media.set_track_muted(track_sid, muted)
         if track.muted != muted:
             track.muted = muted
             participant.touch()

@@ -12,6 +12,7 @@ import time
 from livekit.protocol import models, rtc
 
 from trackyard import ids
+from trackyard.media.simulcast import TOP_LAYER, layer_for_settings
 from trackyard.rooms.participant import Participant
 from trackyard.rooms.room import Room
 
@@ -127,13 +128,20 @@ class ParticipantSignal:
         self.room.update_subscriptions(self.participant, sids, request.subscribe)
 
     async def _on_track_setting(self, request: rtc.UpdateTrackSettings) -> None:
+        media = self.participant.media
         for sid in request.track_sids:
-            if request.disabled:
+            track = self.room.track(sid)
+            layer = layer_for_settings(track, request.quality, request.width, request.height) \
+                if track is not None and track.type == models.TrackType.VIDEO else TOP_LAYER
+            paused = request.disabled or layer is None
+            if paused:
                 self.participant.disabled_tracks.add(sid)
             else:
                 self.participant.disabled_tracks.discard(sid)
-            if self.participant.media is not None:
-                self.participant.media.set_paused(sid, request.disabled)
+            if media is not None:
+                media.set_paused(sid, paused)
+                if layer is not None:
+                    media.set_max_layer(sid, layer)
 
     async def _on_update_metadata(self, request: rtc.UpdateParticipantMetadata) -> None:
         p = self.participant
