@@ -173,6 +173,10 @@ class MediaEngine:
         self._handlers[handle] = handler
         return handle
 
+    def restart_ice(self, handle: int, ufrag: str, pwd: str) -> None:
+        """New local ICE credentials for a transport (an ICE restart); DTLS and SRTP stay."""
+        self._engine.restart_ice(handle, ufrag, pwd)
+
     def remove_transport(self, handle: int) -> None:
         self._handlers.pop(handle, None)
         self._engine.remove_transport(handle)

@@ -204,6 +204,14 @@ impl Engine {
         Ok(id)
     }
 
+    /// ICE restart: the transport answers checks with new local credentials from now on.
+    fn restart_ice(&self, transport: u32, ufrag: String, pwd: String) -> PyResult<()> {
+        if ufrag.is_empty() || ufrag.contains(':') || pwd.len() < 22 {
+            return Err(PyValueError::new_err("ICE ufrag must be non-empty without ':' and pwd at least 22 chars"));
+        }
+        self.send(Command::RestartIce { id: transport, ufrag, pwd })
+    }
+
     fn remove_transport(&self, transport: u32) -> PyResult<()> {
         self.send(Command::RemoveTransport { id: transport })
     }

@@ -497,3 +497,40 @@ async def test_audio_extensions_levels_and_mute(engine):
 
     for peer in (pub, sub):
         await peer.close()
+
+
+async def test_ice_restart_new_credentials_and_new_address(engine):
+    """After an ICE restart only the new credentials are accepted, a check from a new address
+    re-binds the transport, and media keeps flowing there with the same SRTP keys."""
+    cert = node_certificate()
+    alice, alice_dtls, alice_srv, a, a_events = await connect_client(engine, "alice-r", cert)
+    bob, bob_dtls, bob_srv, b, b_events = await connect_client(engine, "bob-r", cert)
+    track = engine.add_track(48000)
+    engine.bind_stream(track, a, 0xA1)
+    engine.add_downtrack(track, b, 0xB0B, 96)
+    await asyncio.sleep(0.05)
+
+    new_pwd = "restarted-password-01234567"
+    engine.restart_ice(b, "bob-r2", new_pwd)
+    moved = await open_peer()  # bob's network changed: a new socket (new port)
+    stale = binding_request("bob-r", "client", SERVER_PWD)
+    moved.transport.sendto(bytes(stale), engine.local_address)
+    await asyncio.sleep(0.1)
+    assert moved.inbox.empty(), "old credentials must be refused after the restart"
+    request = binding_request("bob-r2", "client", new_pwd)
+    moved.transport.sendto(bytes(request), engine.local_address)
+    response = stun.parse_message(await moved.recv_kind(0, 3))
+    assert response.check_message_integrity(new_pwd.encode())
+    await eventually(lambda: moved.addr in b_events.bound, what="re-bound to the new address")
+
+    alice.transport.sendto(alice_dtls._tx_srtp.protect(rtp(7, 960, 0xA1, b"after-restart")), engine.local_address)
+    data = await moved.recv_kind(128, 191)
+    assert bob_dtls._rx_srtp.unprotect(data)[12:] == b"after-restart"
+    for peer in (alice, bob):
+        peer.pump.cancel()
+        peer.transport.close()
+    moved.transport.close()
+    for dtls in (alice_dtls, bob_dtls):
+        await dtls.stop()
+    for srv in (alice_srv, bob_srv):
+        await srv.stop()

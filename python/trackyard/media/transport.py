@@ -56,6 +56,7 @@ class PeerTransport:
         self._started = False
         self._task: asyncio.Task | None = None
         self.remote_address: tuple[str, int] | None = None
+        self.remote_ufrag: str | None = None
         self._waiting: dict[str, deque[bytes]] = {}
 
     # --- engine events (TransportHandler) ---------------------------------------------
@@ -74,6 +75,14 @@ class PeerTransport:
         self._on_new_stream(stream)
 
     # --- negotiation ------------------------------------------------------------------
+    def restart_ice(self) -> None:
+        """ICE restart (the peer sent new credentials): answer with new ones too. DTLS, SRTP and
+        data channels carry on; the engine re-binds the address on the next valid check."""
+        self.ufrag = _ice_token(8)
+        self.pwd = _ice_token(24)
+        self.engine.restart_ice(self.handle, self.ufrag, self.pwd)
+        log.info("%s: ICE restart", self.label)
+
     def start(self, remote_fingerprint: str) -> None:
         """Begin DTLS (we are the DTLS server) once the remote fingerprint is known."""
         if self._started or self.closed:

@@ -157,6 +157,10 @@ class WebRtcSession:
         if parsed is None:
             return
         sd, fingerprint = parsed
+        ufrag = sd.ice_credentials()[0]
+        if self.publisher.remote_ufrag is not None and ufrag != self.publisher.remote_ufrag:
+            self.publisher.restart_ice()
+        self.publisher.remote_ufrag = ufrag
         self._learn_sections(sd)
         senders = self._bind_subscriptions_v1(sd) if self.options.single_pc else {}
         answer = build_answer(

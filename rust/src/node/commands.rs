@@ -19,6 +19,17 @@ impl Node {
                 self.transports.insert(id, Transport::new(ufrag, pwd, now, ssrc));
             }
             Command::RemoveTransport { id } => self.remove_transport(id),
+            Command::RestartIce { id, ufrag, pwd } => {
+                // new local credentials; the bound address, DTLS and SRTP stay until a check
+                // with the new credentials arrives from wherever the peer now is
+                if let Some(t) = self.transports.get_mut(&id) {
+                    self.by_ufrag.remove(&t.ufrag);
+                    self.by_ufrag.insert(ufrag.clone(), id);
+                    t.ufrag = ufrag;
+                    t.pwd = pwd.into_bytes();
+                    t.nominated = false;
+                }
+            }
             Command::SendDtls { id, data } => {
                 if let Some(addr) = self.transports.get(&id).and_then(|t| t.addr) {
                     if data.len() <= MAX_DATAGRAM + 64 {

@@ -50,6 +50,7 @@ pub const CONSENT_TIMEOUT_US: u64 = 30_000_000;
 pub enum Command {
     AddTransport { id: u32, ufrag: String, pwd: String },
     RemoveTransport { id: u32 },
+    RestartIce { id: u32, ufrag: String, pwd: String },
     SendDtls { id: u32, data: Vec<u8> },
     SetSrtp { id: u32, profile: SrtpProfile, local: Vec<u8>, remote: Vec<u8> },
     SetExtensions { id: u32, ext: ExtIds },
