@@ -19,57 +19,12 @@ import warnings
 
 import pytest
 
-from support.lab_server import LabServer
-from support.netns import NetLab, netns_available
-from support.sdk_agent import SdkAgent
-from support.tokens import join_token
+from support.sdk_agent import AGENT_DURATION, CONNECT_TIMEOUT, SdkAgent, reports
 
-JOIN_WAIT = 4.0        # seconds each join-and-wait client stays in the room after connecting
-CONNECT_TIMEOUT = 10.0
+JOIN_WAIT = AGENT_DURATION  # seconds each join-and-wait client stays in the room after connecting
 
 
-# --- fixtures -------------------------------------------------------------------------
-@pytest.fixture
-def lab(request):
-    ok, reason = netns_available()
-    if not ok:
-        pytest.skip(f"network namespaces unavailable: {reason}")
-    netlab = NetLab(clients=getattr(request, "param", 2)).start()
-    try:
-        yield netlab
-    finally:
-        netlab.close()
-        assert netlab.leftovers() == [], f"namespaces left behind: {netlab.leftovers()}"
-
-
-@pytest.fixture
-def lab_server(lab):
-    server = LabServer(lab).start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def agents(lab, lab_server):
-    """start(client_index, identity, room, scenario, **options) -> SdkAgent; all killed by
-    PID at teardown."""
-    started: list[SdkAgent] = []
-
-    def start(index: int, identity: str, room: str, scenario: str, **options) -> SdkAgent:
-        options.setdefault("duration", JOIN_WAIT)
-        options.setdefault("connect_timeout", CONNECT_TIMEOUT)
-        agent = SdkAgent.start(lab, lab.client_ns[index], lab_server.ws_url, join_token(identity, room),
-                               scenario, name=identity, **options)
-        started.append(agent)
-        return agent
-
-    try:
-        yield start
-    finally:
-        for agent in started:
-            agent.cleanup()
+# fixtures `lab`, `lab_server`, `agents`: tests/integration/conftest.py
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -84,10 +39,6 @@ def saw_participant(agent: SdkAgent, identity: str) -> str | None:
     if any(identity in e.get("other_participants", []) for e in agent.events("signal_join")):
         return "join_response"
     return None
-
-
-def reports(*agents: SdkAgent) -> str:
-    return "\n".join(a.report() for a in agents)
 
 
 # --- tests ----------------------------------------------------------------------------
@@ -172,15 +123,21 @@ async def test_e2e_audio_tone(lab, lab_server, agents, v0):
 
 
 @pytest.mark.parametrize("lab", [3], indirect=True)
-async def test_e2e_data_to_everyone_and_to_one(lab, lab_server, agents):
+async def test_e2e_data_to_everyone_and_to_one(lab, lab_server, agents, tmp_path):
     """Reliable data to the room and lossy data to one identity, with the sender stamped."""
     room = "e2e-data"
+    # a sender sees a receiver in the room (signaling) before the receiver's own connection
+    # is up; data sent then is not delivered to it, so the senders wait for `go`, which the
+    # test creates once every agent reports "connected"
+    go = tmp_path / "go"
     bob = agents(1, "bob", room, "receive-data", duration=6)
-    alice = agents(0, "alice", room, "send-data", data="hello-all", count=3, wait_for=["bob", "carol"], duration=6)
+    alice = agents(0, "alice", room, "send-data", data="hello-all", count=3, wait_for=["bob", "carol"], duration=6,
+                   go_file=go)
     carol = agents(2, "carol", room, "send-data", data="psst-bob", lossy=True, to=["bob"], count=5,
-                   wait_for=["alice", "bob"], topic="secret", duration=6)
+                   wait_for=["alice", "bob"], topic="secret", duration=6, go_file=go)
     for agent in (alice, bob, carol):
         await agent.wait_event("connected", timeout=CONNECT_TIMEOUT + 2)
+    go.touch()
     for agent in (alice, carol):
         await agent.wait_event(lambda e: e.get("event") == "data_sent" and e["payload"].endswith("#2"), timeout=10)
     await asyncio.sleep(1.0)

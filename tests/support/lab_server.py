@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from support.netns import LabProcess, NetLab
 from support.servers import API_KEY, API_SECRET
 
 LAB_API = Path(__file__).resolve().with_name("lab_api.py")
+_LISTENING = re.compile(r"trackyard\b[^\n]* listening on")  # "trackyard listening on", "trackyard (role all) listening on"
 HTTP_PORT = 7880
 UDP_PORT = 7882
 
@@ -79,7 +81,7 @@ class LabServer:
         while time.monotonic() < deadline:
             if not self.process.alive():
                 raise RuntimeError(f"server exited with {self.process.returncode()}:\n{self.logs()}")
-            if "trackyard listening on" in self.logs():
+            if _LISTENING.search(self.logs()):
                 return self
             time.sleep(0.05)
         raise TimeoutError(f"server did not start within {timeout}s:\n{self.logs()}")
@@ -122,3 +124,39 @@ class LabServer:
 
     def rooms(self) -> list[dict]:
         return self.api("rooms")["rooms"]
+
+
+class ReferenceLabServer(LabServer):
+    """`livekit-server` (a binary given by path) in the lab's server namespace, with the
+    same addresses, ports and API key as `LabServer`: the e2e tests can be run against the
+    reference SFU to tell a test bug from a trackyard bug (set
+    ``TRACKYARD_E2E_REFERENCE=/path/to/livekit-server``; see tests/integration/conftest.py).
+    Nothing is downloaded: without the variable the tests use trackyard."""
+
+    def __init__(self, lab: NetLab, binary: str) -> None:
+        super().__init__(lab)
+        self.binary = binary
+        self.config_path.write_text(json.dumps({
+            "port": HTTP_PORT, "bind_addresses": ["0.0.0.0"],
+            "rtc": {"udp_port": UDP_PORT, "tcp_port": HTTP_PORT + 1, "use_external_ip": False,
+                    "node_ip": lab.server_ip, "enable_loopback_candidate": False,
+                    # every lab link carries the same address: one interface, one UDP socket
+                    "interfaces": {"includes": [lab.links(lab.server_ns)[0]]}},
+            "keys": {API_KEY: API_SECRET}, "logging": {"level": "info"},
+        }))  # JSON is YAML
+
+    def start(self, timeout: float = 20.0) -> "ReferenceLabServer":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+        self.process = self.lab.run(self.lab.server_ns, [self.binary, "--config", str(self.config_path)],
+                                    env=env, stdout=self.log_path, stderr=self.log_path.with_suffix(".stderr"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.process.alive():
+                raise RuntimeError(f"livekit-server exited with {self.process.returncode()}:\n{self.logs()}")
+            probe = self.lab.exec(self.lab.server_ns, [sys.executable, "-c",
+                                                       "import socket; socket.create_connection(('127.0.0.1', %d), 1)"
+                                                       % HTTP_PORT], timeout=5)
+            if probe.returncode == 0:
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"livekit-server did not start within {timeout}s:\n{self.logs()}")

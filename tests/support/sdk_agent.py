@@ -16,17 +16,35 @@ Scenarios (several may run together, e.g. ``publish-audio,receive-data``):
 * ``subscribe-audio``  for each subscribed audio track (of --from, if given) read frames
                        with rtc.AudioStream and report the dominant frequency (numpy FFT)
                        of every --window seconds after a --warmup
-* ``send-data``        wait for the --wait-for identities, then publish_data --count times
+* ``send-data``        wait for the --wait-for identities (and for --go-file to exist, if
+                       given), then publish_data --count times
                        (--data TEXT#n, reliable unless --lossy, --to ids, --topic)
 * ``receive-data``     report received data packets (every scenario does; this one just
                        names the intent)
+* ``publish-video``    publish a camera track from an rtc.VideoSource: --width x --height
+                       at --fps, simulcast unless --no-simulcast, --codec (vp8), frames of
+                       the `video_pattern.py` picture (colour bars + frame number);
+                       --first-frame-after-subscribed S: first frame S seconds after the
+                       first subscriber (so the stream starts with a keyframe for it)
+* ``subscribe-video``  for each subscribed video track (of --from, if given) read frames
+                       with rtc.VideoStream (I420) and report every --window seconds the
+                       frames, their size, the decoded frame numbers and the bar check;
+                       with --quality low|medium|high, set_video_quality after
+                       --quality-after seconds (or once --quality-file exists)
+* ``mute-cycle``       (with a publish scenario) mute the --control-track (video; SDK 1.2.1:
+                       LocalVideoTrack.mute()/unmute(), the publication has none) --mute-at
+                       seconds after publishing it, unmute it at --unmute-at (or once
+                       --control-file's .mute / .unmute exist)
+* ``unpublish-after``  (with a publish scenario) unpublish the --control-track
+                       --unpublish-at seconds after publishing it (or once --control-file's
+                       .unpublish exists)
 
 Options: --connect-timeout (default 15 s; the SDK's own per-attempt limits apply inside),
 --v0 (RoomOptions.single_peer_connection=False: dial /rtc), --no-auto-subscribe,
 --debug (the FFI's debug records on stderr; otherwise info and above).
 
-stdout: one JSON object per line, flushed, each with ``event`` and ``t`` (seconds since the
-start of the process)::
+stdout: one JSON object per line, flushed, each with ``event``, ``t`` (seconds since the
+start of the process) and ``wall`` (time.time(), to compare agents)::
 
     start                 {scenarios, pid}
     signal_join           {identity, sid, room, room_sid, other_participants: [identity…]}
@@ -43,15 +61,35 @@ start of the process)::
     audio_published       {sid, freq}           audio_publish_done {frames, seconds}
     audio_frame_stats     {identity, track_sid, freq, rms, sample_rate, channels, frames, seconds}
     audio_stream_end      {identity, track_sid, frames}
+    video_published       {sid, width, height, fps, simulcast, codec}
+    video_publish_stats   {sid, frames (captured so far), layers: [{rid, width, height, fps,
+                          frames_encoded, key_frames, packets_sent, retransmitted, nacks, plis,
+                          firs, target_bitrate, limitation, active}]}  (libwebrtc outbound-rtp,
+                          every second)
+    video_publish_done    {frames, seconds}
+    video_subscribed_by_first {sid}     (--first-frame-after-subscribed: the wait is over)
+    video_size_changed    {identity, track_sid, width, height, counter}
+    video_stats           {identity, track_sid, frames, fps, width, height, sizes, decoded
+                          (frames whose number read back), bad (unreadable numbers), gaps
+                          (frames skipped between decoded numbers), repeats, black, first, last,
+                          bar_error (worst bar deviation 0-255 of one sampled frame, null if
+                          none), rtp: {packets_received, packets_lost, nacks, plis, firs,
+                          frames_decoded, frames_dropped, key_frames, freezes, width, height,
+                          retransmitted}}        (every --window seconds, also with 0 frames)
+    video_stream_end      {identity, track_sid, frames}
+    video_quality_set     {sid, quality}
+    local_muted / local_unmuted / unpublish_done {sid, kind}
     connection_state_changed {state}    reconnecting / reconnected    disconnected {reason}
                           (on a client-initiated disconnect the SDK does not always emit it)
     disconnect_done       {elapsed, state}      Room.disconnect() returned
     active_speakers_changed {speakers: [identity…]}
     error                 {where, error}
+    stopped               {by: "signal"}        SIGTERM/SIGINT (then disconnect, exit)
     exit                  {code}
 
 The process always disconnects (bounded) and prints ``exit``; SIGTERM ends it early the
-same way. Exit codes: 0 ok, 3 connect error, 4 connect timeout, 5 a scenario failed.
+same way (printing ``stopped`` first). Exit codes: 0 ok, 3 connect error, 4 connect timeout,
+5 a scenario failed.
 The FFI's log records go to stderr (debug records with --debug or LIVEKIT_RTC_DEBUG=1).
 """
 
@@ -72,6 +110,8 @@ from typing import Any, Callable
 AGENT = Path(__file__).resolve()
 
 EXIT_OK, EXIT_CONNECT_ERROR, EXIT_CONNECT_TIMEOUT, EXIT_SCENARIO_FAILED = 0, 3, 4, 5
+AGENT_DURATION = 4.0    # default --duration of agents started by the `agents` fixture
+CONNECT_TIMEOUT = 10.0  # default --connect-timeout of those agents
 
 
 # --- the test side --------------------------------------------------------------------
@@ -179,12 +219,18 @@ class SdkAgent:
                 f"--- stderr (last {log_lines} lines) ---\n" + "\n".join(line[:400] for line in err[-log_lines:]))
 
 
+def reports(*agents: SdkAgent) -> str:
+    """Every agent's report, for assertion messages."""
+    return "\n".join(a.report() for a in agents)
+
+
 # --- the SDK side (runs in the subprocess) --------------------------------------------
 _T0 = time.monotonic()
 
 
 def emit(event: str, **fields: Any) -> None:
-    line = json.dumps({"event": event, "t": round(time.monotonic() - _T0, 3), **fields}, default=str)
+    line = json.dumps({"event": event, "t": round(time.monotonic() - _T0, 3), "wall": round(time.time(), 3),
+                       **fields}, default=str)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
@@ -268,6 +314,7 @@ class Agent:
         self.room = rtc.Room()
         self.tasks: set[asyncio.Task] = set()
         self.audio_tasks: list[asyncio.Task] = []
+        self.local: dict[str, tuple] = {}  # kind -> (publication, track) of what we publish
         self.failed = False
         self._wire_events()
 
@@ -297,6 +344,9 @@ class Agent:
             if "subscribe-audio" in self.args.scenarios and track.kind == rtc.TrackKind.KIND_AUDIO:
                 if not self.args.from_ or p.identity in self.args.from_:
                     self.audio_tasks.append(self.spawn(self.analyse_audio(track, pub, p)))
+            if "subscribe-video" in self.args.scenarios and track.kind == rtc.TrackKind.KIND_VIDEO:
+                if not self.args.from_ or p.identity in self.args.from_:
+                    self.spawn(self.analyse_video(track, pub, p))
 
         @room.on("track_unsubscribed")
         def _(track, pub, p):
@@ -380,6 +430,7 @@ class Agent:
         pub = await self.room.local_participant.publish_track(
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
         emit("audio_published", sid=pub.sid, freq=a.freq)
+        self.local["audio"] = (pub, track)
         phase, frames, started = 0.0, 0, time.monotonic()
         increment = 2 * np.pi * a.freq / rate
         try:
@@ -431,11 +482,195 @@ class Agent:
             emit("audio_stream_end", identity=participant.identity, track_sid=pub.sid, frames=frames_total)
             await stream.aclose()
 
+    async def publish_video(self) -> None:
+        from video_pattern import PatternWriter
+
+        rtc, a = self.rtc, self.args
+        source = rtc.VideoSource(a.width, a.height)
+        track = rtc.LocalVideoTrack.create_video_track("cam", source)
+        codec = getattr(rtc.VideoCodec, a.codec.upper())
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA, simulcast=not a.no_simulcast,
+                                          video_codec=codec)
+        # a loaded 2-core machine must not make libwebrtc scale the layers down
+        options.degradation_preference = rtc.DegradationPreference.MAINTAIN_RESOLUTION
+        pub = await self.room.local_participant.publish_track(track, options)
+        emit("video_published", sid=pub.sid, width=a.width, height=a.height, fps=a.fps,
+             simulcast=not a.no_simulcast, codec=a.codec)
+        self.local["video"] = (pub, track)
+        if a.first_frame_after_subscribed is not None:
+            # start the stream (and so its first keyframe) only once a subscriber is there
+            try:
+                await asyncio.wait_for(pub.wait_for_subscription(), a.duration)
+            except asyncio.TimeoutError:
+                pass
+            emit("video_subscribed_by_first", sid=pub.sid)
+            await asyncio.sleep(a.first_frame_after_subscribed)
+        writer = PatternWriter(a.width, a.height)
+        frames, started = 0, time.monotonic()
+        stats = self.spawn(self._publish_stats(pub, track, lambda: frames))
+        try:
+            while True:
+                due = started + frames / a.fps
+                now = time.monotonic()
+                if due > now:
+                    await asyncio.sleep(due - now)
+                elif now - due > 1.0:  # fell far behind (CPU): skip ahead, keep numbering
+                    frames = int((now - started) * a.fps)
+                pixels = writer.draw(frames)
+                frame = rtc.VideoFrame(a.width, a.height, rtc.VideoBufferType.RGBA, pixels.tobytes())
+                source.capture_frame(frame, timestamp_us=int((time.monotonic() - started) * 1e6))
+                frames += 1
+        finally:
+            stats.cancel()
+            emit("video_publish_done", frames=frames, seconds=round(time.monotonic() - started, 3))
+
+    async def _publish_stats(self, pub, track, frames: Callable[[], int]) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            layers = []
+            try:
+                stats = await asyncio.wait_for(track.get_stats(), 2)
+            except Exception:  # noqa: BLE001 - informational only
+                stats = []
+            for s in stats:
+                if s.WhichOneof("stats") != "outbound_rtp":
+                    continue
+                o = s.outbound_rtp
+                layers.append({"rid": o.outbound.rid, "width": o.outbound.frame_width,
+                               "height": o.outbound.frame_height, "fps": round(o.outbound.frames_per_second, 1),
+                               "frames_encoded": o.outbound.frames_encoded, "key_frames": o.outbound.key_frames_encoded,
+                               "packets_sent": o.sent.packets_sent,
+                               "retransmitted": o.outbound.retransmitted_packets_sent,
+                               "nacks": o.outbound.nack_count, "plis": o.outbound.pli_count,
+                               "firs": o.outbound.fir_count, "target_bitrate": int(o.outbound.target_bitrate),
+                               "limitation": o.outbound.quality_limitation_reason,
+                               "active": o.outbound.active})
+            emit("video_publish_stats", sid=pub.sid, frames=frames(), layers=sorted(layers, key=lambda l: l["rid"]))
+
+    async def control_track(self) -> None:
+        """mute-cycle / unpublish-after on the --control-track, timed from its publication."""
+        a = self.args
+        while a.control_track not in self.local:
+            await asyncio.sleep(0.02)
+        pub, track = self.local[a.control_track]
+        published = time.monotonic()
+        plan = []
+        if "mute-cycle" in a.scenarios:
+            plan += [(a.mute_at, "mute"), (a.unmute_at, "unmute")]
+        if "unpublish-after" in a.scenarios:
+            plan.append((a.unpublish_at, "unpublish"))
+        for at, action in sorted(plan):
+            if a.control_file:  # the test says when: it creates <control-file>.<action>
+                while not os.path.exists(f"{a.control_file}.{action}"):
+                    await asyncio.sleep(0.02)
+            else:
+                await asyncio.sleep(max(0.0, published + at - time.monotonic()))
+            if action == "mute":
+                track.mute()
+                emit("local_muted", sid=pub.sid, kind=a.control_track)
+            elif action == "unmute":
+                track.unmute()
+                emit("local_unmuted", sid=pub.sid, kind=a.control_track)
+            else:
+                await asyncio.wait_for(self.room.local_participant.unpublish_track(pub.sid), 10)
+                emit("unpublish_done", sid=pub.sid, kind=a.control_track)
+
+    async def analyse_video(self, track, pub, participant) -> None:
+        import numpy as np
+        from video_pattern import check_bars, counter_gap, read_counter
+
+        rtc, a = self.rtc, self.args
+        stream = rtc.VideoStream(track, format=rtc.VideoBufferType.I420)
+        fields = {"identity": participant.identity, "track_sid": pub.sid}
+        window = {"frames": 0, "sizes": set(), "decoded": 0, "bad": 0, "gaps": 0, "repeats": 0, "black": 0,
+                  "first": None, "last": None, "bar_error": None, "width": 0, "height": 0}
+        state = {"total": 0, "size": None, "previous": None, "sample": True}
+
+        async def ticker() -> None:
+            nonlocal window
+            while True:
+                await asyncio.sleep(a.window)
+                w, window = window, {**window, "frames": 0, "sizes": set(), "decoded": 0, "bad": 0, "gaps": 0,
+                                     "repeats": 0, "black": 0, "first": None, "last": None, "bar_error": None}
+                state["sample"] = True
+                rtp = {}
+                try:
+                    for s in await asyncio.wait_for(track.get_stats(), 2):
+                        if s.WhichOneof("stats") == "inbound_rtp":
+                            i = s.inbound_rtp
+                            rtp = {"packets_received": i.received.packets_received,
+                                   "packets_lost": i.received.packets_lost, "nacks": i.inbound.nack_count,
+                                   "plis": i.inbound.pli_count, "firs": i.inbound.fir_count,
+                                   "frames_decoded": i.inbound.frames_decoded,
+                                   "frames_dropped": i.inbound.frames_dropped,
+                                   "key_frames": i.inbound.key_frames_decoded, "freezes": i.inbound.freeze_count,
+                                   "width": i.inbound.frame_width, "height": i.inbound.frame_height,
+                                   "retransmitted": i.inbound.retransmitted_packets_received}
+                except Exception:  # noqa: BLE001 - informational only
+                    pass
+                emit("video_stats", **fields, frames=w["frames"], fps=round(w["frames"] / a.window, 1),
+                     width=w["width"], height=w["height"], sizes=sorted(f"{x}x{y}" for x, y in w["sizes"]),
+                     decoded=w["decoded"], bad=w["bad"], gaps=w["gaps"], repeats=w["repeats"], black=w["black"],
+                     first=w["first"], last=w["last"],
+                     bar_error=None if w["bar_error"] is None else round(w["bar_error"], 1), rtp=rtp)
+
+        async def quality() -> None:
+            if a.quality_file:  # the test says when
+                while not os.path.exists(a.quality_file):
+                    await asyncio.sleep(0.02)
+            else:
+                await asyncio.sleep(a.quality_after)
+            value = {"low": rtc.VideoQuality.VIDEO_QUALITY_LOW, "medium": rtc.VideoQuality.VIDEO_QUALITY_MEDIUM,
+                     "high": rtc.VideoQuality.VIDEO_QUALITY_HIGH}[a.quality]
+            pub.set_video_quality(value)
+            emit("video_quality_set", sid=pub.sid, quality=a.quality)
+
+        tick = self.spawn(ticker())
+        if a.quality:
+            self.spawn(quality())
+        try:
+            async for ev in stream:
+                frame = ev.frame
+                w, h = frame.width, frame.height
+                state["total"] += 1
+                window["frames"] += 1
+                window["sizes"].add((w, h))
+                window["width"], window["height"] = w, h
+                luma = np.frombuffer(frame.get_plane(0), dtype=np.uint8)[:w * h].reshape(h, w)
+                counter, valid = read_counter(luma)
+                if (w, h) != state["size"]:
+                    state["size"] = (w, h)
+                    emit("video_size_changed", **fields, width=w, height=h, counter=counter if valid else None)
+                if luma[::8, ::8].mean() < 24:
+                    window["black"] += 1
+                if not valid:
+                    window["bad"] += 1
+                    continue
+                window["decoded"] += 1
+                if counter == state["previous"]:
+                    window["repeats"] += 1
+                window["gaps"] += counter_gap(state["previous"], counter)
+                state["previous"] = counter
+                window["first"] = counter if window["first"] is None else window["first"]
+                window["last"] = counter
+                if state["sample"]:  # one full colour check per window
+                    state["sample"] = False
+                    rgba = frame.convert(rtc.VideoBufferType.RGBA)
+                    pixels = np.frombuffer(rgba.data, dtype=np.uint8)[:w * h * 4].reshape(h, w, 4)
+                    window["bar_error"] = check_bars(pixels)
+        finally:
+            tick.cancel()
+            emit("video_stream_end", **fields, frames=state["total"])
+            await stream.aclose()
+
     async def send_data(self) -> None:
         a, room = self.args, self.room
         wanted = set(a.wait_for)
         while not wanted <= {p.identity for p in room.remote_participants.values()}:
             await asyncio.sleep(0.05)
+        if a.go_file:  # the test says when every receiver is connected
+            while not os.path.exists(a.go_file):
+                await asyncio.sleep(0.05)
         for n in range(a.count):
             payload = f"{a.data}#{n}"
             await room.local_participant.publish_data(payload.encode(), reliable=not a.lossy,
@@ -464,6 +699,10 @@ class Agent:
         try:
             if "publish-audio" in a.scenarios:
                 self.spawn(self.publish_audio())
+            if "publish-video" in a.scenarios:
+                self.spawn(self.publish_video())
+            if {"mute-cycle", "unpublish-after"} & a.scenarios:
+                self.spawn(self.control_track())
             if "send-data" in a.scenarios:
                 self.spawn(self.send_data())
             await asyncio.sleep(a.duration)
@@ -514,9 +753,30 @@ def _parse(argv: list[str]):
     parser.add_argument("--count", type=int, default=3)
     parser.add_argument("--interval", type=float, default=0.2)
     parser.add_argument("--wait-for", type=ids, default=[])
+    parser.add_argument("--go-file", default="", help="send-data: also wait until this file exists")
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--fps", type=float, default=15.0)
+    parser.add_argument("--codec", default="vp8", choices=["vp8", "h264", "vp9", "av1"])
+    parser.add_argument("--no-simulcast", action="store_true")
+    parser.add_argument("--first-frame-after-subscribed", type=float, default=None,
+                        help="capture the first frame this many seconds after the first subscriber")
+    parser.add_argument("--quality", choices=["low", "medium", "high"], default=None)
+    parser.add_argument("--quality-after", type=float, default=3.0,
+                        help="seconds after the video track is subscribed")
+    parser.add_argument("--quality-file", default="",
+                        help="set the --quality once this file exists (instead of --quality-after)")
+    parser.add_argument("--control-track", choices=["audio", "video"], default="video")
+    parser.add_argument("--control-file", default="",
+                        help="mute/unmute/unpublish once FILE.mute / FILE.unmute / FILE.unpublish exists "
+                             "(instead of the --*-at times)")
+    parser.add_argument("--mute-at", type=float, default=3.0, help="seconds after publishing")
+    parser.add_argument("--unmute-at", type=float, default=6.0, help="seconds after publishing")
+    parser.add_argument("--unpublish-at", type=float, default=3.0, help="seconds after publishing")
     parser.add_argument("--debug", action="store_true", help="FFI debug records on stderr")
     args = parser.parse_args(argv)
-    known = {"join-and-wait", "publish-audio", "subscribe-audio", "send-data", "receive-data"}
+    known = {"join-and-wait", "publish-audio", "subscribe-audio", "send-data", "receive-data",
+             "publish-video", "subscribe-video", "mute-cycle", "unpublish-after"}
     unknown = set(args.scenario) - known
     if unknown:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -543,9 +803,9 @@ async def _main(args) -> int:
         loop.add_signal_handler(sig, main.cancel)
     try:
         return await agent.run()
-    except asyncio.CancelledError:
-        emit("error", where="run", error="terminated by signal")
-        return EXIT_SCENARIO_FAILED
+    except asyncio.CancelledError:  # SIGTERM/SIGINT: the test has what it needs
+        emit("stopped", by="signal")
+        return EXIT_SCENARIO_FAILED if agent.failed else EXIT_OK
 
 
 def main() -> None:
