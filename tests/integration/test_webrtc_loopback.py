@@ -77,3 +77,26 @@ async def test_v1_subscriber_gets_sections_requested_and_audio(media_server):
     assert carol.data[0].user.payload == b"to carol" and carol.data[0].participant_identity == "alice"
     await alice.close()
     await carol.close()
+
+
+async def test_speakers_and_connection_quality(media_server):
+    """The engine's audio levels become speakers_changed (PA_ sids, active flag); its stats
+    become connection_quality updates."""
+    server = media_server
+    alice = await AiortcParticipant.join_v1(server.ws_url, join_token("alice", "r3"), "alice",
+                                            publish=SineTrack(440))
+    await alice.wait_connected(alice.pc)
+    room = server.node.rooms.get("r3")
+    await wait_for(lambda: room.participants["alice"].tracks, timeout=10, what="alice's track published")
+    bob = await AiortcParticipant.join_v0(server.ws_url, join_token("bob", "r3"), "bob")
+    await bob.wait_connected(bob.sub_pc)
+    alice_sid = room.participants["alice"].sid
+    # aiortc sends the ssrc-audio-level extension with a loud tone: alice becomes an active speaker
+    changed = await bob.signal.expect("speakers_changed", lambda m: any(s.sid == alice_sid and s.active
+                                                                        for s in m.speakers), timeout=10)
+    assert all(s.sid.startswith("PA_") for s in changed.speakers)
+    await alice.close()
+    gone = await bob.signal.expect("speakers_changed", lambda m: any(s.sid == alice_sid and not s.active
+                                                                     for s in m.speakers), timeout=10)
+    assert gone
+    await bob.close()

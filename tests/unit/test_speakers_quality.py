@@ -20,8 +20,9 @@ def test_speaker_turns_active_then_quiet_with_full_active_set():
     assert t.forget("PA_b")[0].active is False and t.forget("PA_a") is None
 
 
-def test_loud_noise_without_voice_flag_is_not_speech():
-    assert SpeakerTracker().update({"PA_a": (5, False)}) is None
+def test_quiet_audio_is_not_speech_and_loud_audio_is_even_without_the_voice_flag():
+    assert SpeakerTracker().update({"PA_a": (90, True)}) is None
+    assert [s.sid for s in SpeakerTracker().update({"PA_a": (5, False)})] == ["PA_a"]
 
 
 def test_linear_level():

@@ -31,6 +31,14 @@ class MediaEvents(Protocol):
 
     def on_data_received(self, packet: models.DataPacket) -> None: ...
 
+    def on_audio_level(self, dbov: int, voice: bool) -> None:
+        """The loudest level (0 loudest … 127 silence) of the participant's audio in the last interval."""
+        ...
+
+    def on_connection_sample(self, packets: int, lost: int, jitter_ms: float, rtt_ms: float) -> None:
+        """Traffic of the participant's streams (sent and received) over the last stats interval."""
+        ...
+
     def send_signal(self, response: rtc.SignalResponse) -> None: ...
 
 

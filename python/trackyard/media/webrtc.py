@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
 
-from trackyard.engine import MediaEngine, NewStream
+from trackyard.engine import AudioLevel, MediaEngine, NewStream
 from trackyard.media.dtls import node_certificate, sha256_fingerprint
 from trackyard.media.negotiation import SendTrack, build_answer, build_offer
 from trackyard.media.sdp import (
@@ -78,16 +78,68 @@ class PublishedTrack:
 
 
 class WebRtcBackend:
+    """The node's media: the engine, the DTLS certificate, and who owns which engine handle."""
+
     def __init__(self, engine: MediaEngine, *, advertise: list[str] | None = None) -> None:
         self.engine = engine
         self.certificate = node_certificate()
         self.fingerprint = sha256_fingerprint(self.certificate)
         port = engine.local_address[1]
         self.candidates = [(ip, port) for ip in (advertise or local_ipv4_addresses())]
-        self.published: dict[str, PublishedTrack] = {}
+        self.published: dict[str, PublishedTrack] = {}  # by TR_ sid
+        self.track_owner: dict[int, "WebRtcSession"] = {}  # engine track → publisher session
+        self.downtrack_owner: dict[int, "WebRtcSession"] = {}  # engine down-track → subscriber session
+        self._counters: dict[tuple, tuple[int, int]] = {}  # stream key → (packets, lost) last seen
+        engine.set_listener(self)
 
     def create_session(self, options: SessionOptions, events: MediaEvents) -> "WebRtcSession":
         return WebRtcSession(self, options, events)
+
+    def drop_track(self, handle: int) -> None:
+        self.track_owner.pop(handle, None)
+        self.engine.remove_track(handle)
+
+    def drop_downtrack(self, handle: int) -> None:
+        self.downtrack_owner.pop(handle, None)
+        self._counters.pop(("out", handle), None)
+        self.engine.remove_downtrack(handle)
+
+    # --- engine events (MediaListener) --------------------------------------------------
+    def on_audio_levels(self, levels: list[AudioLevel]) -> None:
+        # every audio publisher gets a level each interval: silence (127) when nothing arrived
+        loudest: dict[WebRtcSession, tuple[int, bool]] = {
+            session: (127, False) for session in set(self.track_owner.values())
+            if any(t.kind == "audio" for t in session.my_tracks.values())}
+        for level in levels:
+            session = self.track_owner.get(level.track)
+            if session is None:
+                continue
+            dbov, voice = loudest.get(session, (127, False))
+            loudest[session] = (min(dbov, level.level), voice or level.voice)
+        for session, (dbov, voice) in loudest.items():
+            session.events.on_audio_level(dbov, voice)
+
+    def on_stats(self, entries: list[dict]) -> None:
+        samples: dict[WebRtcSession, list[float]] = {}
+        for entry in entries:
+            if entry.get("kind") == "inbound":
+                session = self.track_owner.get(entry.get("track", -1))
+                key = ("in", entry.get("track"), entry.get("ssrc"))
+            else:
+                session = self.downtrack_owner.get(entry.get("downtrack", -1))
+                key = ("out", entry.get("downtrack"))
+            if session is None:
+                continue
+            packets, lost = int(entry.get("packets", 0)), int(entry.get("lost", 0))
+            before = self._counters.get(key, (0, 0))
+            self._counters[key] = (packets, lost)
+            sample = samples.setdefault(session, [0, 0, 0.0, 0.0])
+            sample[0] += max(0, packets - before[0])
+            sample[1] += max(0, lost - before[1])
+            sample[2] = max(sample[2], float(entry.get("jitter_ms", 0.0)))
+            sample[3] = max(sample[3], float(entry.get("rtt_ms", 0.0)))
+        for session, (packets, lost, jitter, rtt) in samples.items():
+            session.events.on_connection_sample(int(packets), int(lost), jitter, rtt)
 
 
 @dataclass
@@ -190,7 +242,7 @@ class WebRtcSession:
                 track = self.my_tracks.pop(cid, None)
                 if track is not None:
                     self.backend.published.pop(track.sid, None)
-                    self.backend.engine.remove_track(track.engine_track)
+                    self.backend.drop_track(track.engine_track)
                 self.events.on_track_ended(cid)
 
     def _set_extensions(self, transport: PeerTransport, sd: SessionDescription) -> None:
@@ -221,6 +273,7 @@ class WebRtcSession:
             track = PublishedTrack(sid="", publisher_sid=self.options.participant_sid, kind=info.kind,
                                    codec=name, engine_track=handle)
             self.my_tracks[cid] = track
+            self.backend.track_owner[handle] = self
         if stream.rrid or stream.ssrc in info.rtx_ssrcs.values():
             media_ssrc = next((m for m, r in info.rtx_ssrcs.items() if r == stream.ssrc), None)
             layer = simulcast_layer(info.rids, stream.rrid) if stream.rrid else \
@@ -273,7 +326,7 @@ class WebRtcSession:
         if sub is None:
             return
         if sub.downtrack is not None:
-            self.backend.engine.remove_downtrack(sub.downtrack)
+            self.backend.drop_downtrack(sub.downtrack)
         if not self.options.single_pc:
             self._offer_subscriber()
 
@@ -340,6 +393,7 @@ class WebRtcSession:
             sub.downtrack = self.backend.engine.add_downtrack(sub.track.engine_track, transport.handle,
                                                               sub.ssrc, codec.pt, max_layer=sub.max_layer,
                                                               cname=sub.track.publisher_sid)
+            self.backend.downtrack_owner[sub.downtrack] = self
             if sub.paused:
                 self.backend.engine.pause_downtrack(sub.downtrack, True)
 
@@ -384,10 +438,10 @@ class WebRtcSession:
         self.closed = True
         for sub in self.subscriptions.values():
             if sub.downtrack is not None:
-                self.backend.engine.remove_downtrack(sub.downtrack)
+                self.backend.drop_downtrack(sub.downtrack)
         for track in self.my_tracks.values():
             self.backend.published.pop(track.sid, None)
-            self.backend.engine.remove_track(track.engine_track)
+            self.backend.drop_track(track.engine_track)
         for transport in (self.publisher, self.subscriber):
             if transport is not None:
                 await transport.close()

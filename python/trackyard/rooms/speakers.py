@@ -1,7 +1,8 @@
 """Active speakers from audio levels, as `speakers_changed` wants them.
 
 The engine reports, a few times a second, the loudest level of each audio track
-(RFC 6464: 0 = loudest … 127 dBov = silence) and whether voice activity was flagged.
+(RFC 6464: 0 = loudest … 127 dBov = silence) and whether voice activity was flagged; the
+flag is not relied on, since several senders (aiortc among them) never set it.
 `SpeakerTracker` turns that into LiveKit's SpeakerInfo list: level as a linear 0..1 value,
 `active` for speakers above the threshold. An update lists every active speaker plus those
 that just went quiet (the Rust SDK replaces its list with each message's active entries,
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from livekit.protocol import models
 
-ACTIVE_DBOV = 50  # louder than -50 dBov with voice activity counts as speaking
+ACTIVE_DBOV = 50  # louder than -50 dBov counts as speaking (many senders never set the V flag)
 QUIET_AFTER = 2  # intervals below the threshold before a speaker turns inactive
 
 
@@ -32,7 +33,7 @@ class SpeakerTracker:
         interval. Returns the SpeakerInfo list to broadcast, or None when nothing changed."""
         changed = False
         for sid, (dbov, voice) in levels.items():
-            speaking = voice and dbov <= ACTIVE_DBOV
+            speaking = dbov <= ACTIVE_DBOV
             self._levels[sid] = linear_level(dbov)
             if speaking:
                 self._quiet[sid] = 0

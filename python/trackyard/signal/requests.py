@@ -13,6 +13,7 @@ from livekit.protocol import models, rtc
 
 from trackyard import ids
 from trackyard.media.simulcast import TOP_LAYER, layer_for_settings
+from trackyard.rooms.quality import Sample
 from trackyard.rooms.participant import Participant
 from trackyard.rooms.room import Room
 
@@ -185,6 +186,12 @@ class ParticipantSignal:
         packet.participant_identity = p.identity
         packet.participant_sid = p.sid
         self.room.deliver_data(packet, p)
+
+    def on_audio_level(self, dbov: int, voice: bool) -> None:
+        self.room.report_audio_level(self.participant, dbov, voice)
+
+    def on_connection_sample(self, packets: int, lost: int, jitter_ms: float, rtt_ms: float) -> None:
+        self.room.report_connection(self.participant, Sample(packets, lost, jitter_ms, rtt_ms, expected_traffic=False))
 
     def send_signal(self, response: rtc.SignalResponse) -> None:
         self.participant.send(response)
