@@ -18,7 +18,7 @@ def _server(args: argparse.Namespace) -> int:
     from trackyard.server import serve
 
     try:
-        config = load_config(args.config, dev=args.dev)
+        config = load_config(args.config, dev=args.dev, role=args.role)
     except errors.ConfigError as exc:
         print(f"trackyard: {exc}", file=sys.stderr)
         return 2
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--config", metavar="FILE", help="YAML configuration (LiveKit key names)")
     server.add_argument("--bind", action="append", metavar="ADDR", help="address to listen on (repeatable)")
     server.add_argument("--port", type=int, help="HTTP/WebSocket port (default 7880)")
+    server.add_argument("--role", choices=("all", "control", "media"),
+                        help="cluster role (default: node.role, else all = everything in one process); "
+                             "control and media need etcd.endpoints")
     server.set_defaults(run=_server)
 
     token = sub.add_parser("token", help="mint an access token (like `lk token create`)")

@@ -19,6 +19,9 @@ Accepted keys (anything else is rejected, naming the full dotted key)::
     signal: {ping_interval: 5, ping_timeout: 15, reconnect_timeout: 15.0}   # trackyard-specific
     etcd: {endpoints: [], prefix: /trackyard/, username: "", password: "",   # trackyard-specific;
            ca_file: "", cert_file: "", key_file: "", dial_timeout: 3.0}    # no endpoints = single node
+    node: {role: all, id: "", grpc_port: 7890, grpc_bind: "", grpc_address: "",  # trackyard-specific:
+           lease_ttl: 10, load_interval: 3.0,                                   # cluster roles
+           capacity: {max_rooms: 0, max_participants: 0, max_tracks: 0, max_bandwidth: 0}}
 
 Sources, in order: ``body`` argument, else the file at ``path``, else the ``LIVEKIT_CONFIG``
 environment variable, else an empty config. Keys: ``key_file`` < ``keys`` < ``LIVEKIT_KEYS``.
@@ -122,6 +125,46 @@ class EtcdConfig:
         return bool(self.endpoints)
 
 
+ROLES = ("all", "control", "media")
+
+
+@dataclass
+class NodeCapacityConfig:
+    """Limits placement respects for this media node; 0 = unlimited."""
+
+    max_rooms: int = 0
+    max_participants: int = 0
+    max_tracks: int = 0
+    max_bandwidth: int = 0        # bits per second, in + out
+
+
+@dataclass
+class NodeConfig:
+    """This process's part in a cluster (see docs/cluster.md).
+
+    ``all`` (the default): control and media in one process; without etcd this is the
+    single-node server. ``control``: signaling endpoints and the RoomService API, relayed to
+    media nodes. ``media``: hosts rooms, serves the internal gRPC API. Both need etcd.
+    """
+
+    role: str = "all"
+    id: str = ""                  # node id; "" = a new ND_… id at every start
+    grpc_port: int = 7890         # media nodes: internal gRPC (signal relay, room admin)
+    grpc_bind: str = ""           # listen address for gRPC; "" = each of bind_addresses
+    grpc_address: str = ""        # "host:port" control nodes dial; "" = rtc.node_ip or the bind address
+    lease_ttl: int = 10           # seconds: the node's etcd lease (its records vanish this long after a crash)
+    load_interval: float = 3.0    # seconds between load reports
+    capacity: NodeCapacityConfig = field(default_factory=NodeCapacityConfig)
+
+    @property
+    def hosts_rooms(self) -> bool:
+        return self.role in ("all", "media")
+
+    @property
+    def serves_clients(self) -> bool:
+        return self.role in ("all", "control")
+
+
 @dataclass
 class Config:
     port: int = 7880
@@ -136,6 +179,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     signal: SignalConfig = field(default_factory=SignalConfig)
     etcd: EtcdConfig = field(default_factory=EtcdConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
 
 
 _PORT = (1, 65535)
@@ -150,9 +194,13 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "signal.ping_timeout": (1, None),
     "signal.reconnect_timeout": (0, None),
     "etcd.dial_timeout": (0.05, 300),
+    "node.grpc_port": _PORT,
+    "node.lease_ttl": (2, 3600),
+    "node.load_interval": (0.1, 3600),
+    **{f"node.capacity.{f.name}": (0, None) for f in dataclasses.fields(NodeCapacityConfig)},
     **{f"limit.{f.name}": (1, None) for f in dataclasses.fields(LimitConfig)},
 }
-_CHOICES = {"logging.level": ("debug", "info", "warn", "warning", "error")}
+_CHOICES = {"logging.level": ("debug", "info", "warn", "warning", "error"), "node.role": ROLES}
 
 
 # ---------------------------------------------------------------- parsing
@@ -285,8 +333,11 @@ def load_config(
     body: str | None = None,
     dev: bool = False,
     env: Mapping[str, str] | None = None,
+    role: str | None = None,
 ) -> Config:
-    """Load, validate and complete the configuration (see the module docstring)."""
+    """Load, validate and complete the configuration (see the module docstring).
+
+    ``role`` (the ``--role`` flag) overrides ``node.role``."""
     env = os.environ if env is None else env
     if body is not None:
         raw = _load_yaml(body, "config body")
@@ -313,6 +364,8 @@ def load_config(
     if env.get("LIVEKIT_KEYS", "").strip():
         keys.update(_parse_keys_text(env["LIVEKIT_KEYS"], "LIVEKIT_KEYS"))
     cfg.keys = keys
+    if role is not None:
+        cfg.node.role = _convert(str, role, "node.role")
 
     dev = dev or cfg.development
     logging_raw = raw.get("logging") or {}
@@ -346,6 +399,7 @@ def _validate(cfg: Config) -> None:
     if cfg.signal.ping_timeout < cfg.signal.ping_interval:
         raise ConfigError("signal.ping_timeout", "must be >= signal.ping_interval")
     _validate_etcd(cfg.etcd)
+    _validate_node(cfg)
     if not cfg.keys:
         raise ConfigError(
             "keys",
@@ -410,6 +464,25 @@ def _validate_etcd(etcd: EtcdConfig) -> None:
         path = getattr(etcd, name)
         if path and not os.path.isfile(path):
             raise ConfigError(f"etcd.{name}", f"no such file: {path!r}")
+
+
+def _validate_node(cfg: Config) -> None:
+    node = cfg.node
+    node.role = node.role.lower()
+    if cfg.development and (node.role != "all" or cfg.etcd.enabled):
+        raise ConfigError("node.role" if node.role != "all" else "etcd.endpoints",
+                          "--dev runs one process (role all) without etcd")
+    if node.role in ("control", "media") and not cfg.etcd.enabled:
+        raise ConfigError("etcd.endpoints", f"role {node.role!r} needs etcd (set etcd.endpoints)")
+    if node.grpc_address:
+        try:
+            host, port = node.grpc_address.rsplit(":", 1)
+            if not host or not 0 < int(port) < 65536:
+                raise ValueError
+        except ValueError:
+            raise ConfigError("node.grpc_address", f"expected host:port, got {node.grpc_address!r}") from None
+    if node.grpc_port in (cfg.port, cfg.rtc.tcp_port) and node.hosts_rooms and cfg.etcd.enabled:
+        raise ConfigError("node.grpc_port", f"conflicts with another port ({node.grpc_port})")
 
 
 def _dump_section(obj: Any) -> dict[str, Any]:

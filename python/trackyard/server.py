@@ -1,16 +1,31 @@
-"""Builds and runs a single-node trackyard server (role `all`): HTTP API, signaling, rooms."""
+"""Builds and runs a trackyard server in its role (``node.role``, see docs/cluster.md).
+
+=========  ================================================================================
+role       what the process does
+=========  ================================================================================
+``all``    everything in one process: client endpoints (signaling, Twirp, health), rooms,
+           media. Without etcd (the default, and always with ``--dev``) this is the
+           single-node server: every room is here, the relay is in process. With etcd it
+           is also a media node of a cluster, and rooms placed elsewhere are relayed.
+``control`` client endpoints only: rooms are placed on media nodes through etcd, signaling
+           is relayed to them over gRPC, RoomService calls are routed to them.
+``media``  rooms and media: registered in etcd, serves the internal gRPC API; HTTP serves
+           only the health check.
+=========  ================================================================================
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from yarl import URL
 from livekit.protocol import models
 
+from trackyard import ids
 from trackyard.api import twirp
 from trackyard.api.room_service import RoomService
 from trackyard.auth.tokens import token_from_request, verify_token
@@ -20,7 +35,11 @@ from trackyard.engine import MediaEngine, is_debug_build
 from trackyard.engine import version as engine_version
 from trackyard.media.session import MediaBackend
 from trackyard.media.webrtc import WebRtcBackend
+from trackyard.rooms.admin import RoomAdmin
 from trackyard.rooms.manager import RoomManager
+from trackyard.roles.router import LocalRouter, Route, Router
+from trackyard.signal.host import SignalHost
+from trackyard.signal.relay import LocalRelay
 from trackyard.signal.service import SignalService
 from trackyard.webhooks.notifier import WebhookNotifier
 
@@ -37,50 +56,88 @@ class NoWebhooks:
 
 @dataclass
 class Server:
-    node: NodeContext
+    node_id: str
+    role: str
     app: web.Application
-    signal: SignalService
     webhooks: WebhookNotifier | NoWebhooks
+    node: NodeContext | None = None        # rooms hosted here (roles all, media)
+    signal: SignalService | None = None    # client signal endpoints (roles all, control)
+    host: SignalHost | None = None
+    router: Router | None = None
+    cluster: dict = field(default_factory=dict)  # store, directory, placement, clients, media_role
 
 
 def build_server(config: Config, *, media: MediaBackend | None = None) -> Server:
+    role = config.node.role
+    node_id = config.node.id or ids.new_id(ids.NODE)
     hooks: WebhookNotifier | NoWebhooks = NoWebhooks()
-    if config.webhook.urls:
+    if config.webhook.urls and config.node.hosts_rooms:
         wh = config.webhook
         hooks = WebhookNotifier(wh.urls, wh.api_key, config.keys[wh.api_key],
                                 include_events=wh.include_events or None, exclude_events=wh.exclude_events or None)
-    engine: MediaEngine | None = None
-    if media is None:
-        engine = MediaEngine(f"0.0.0.0:{config.rtc.udp_port}")
-        media = WebRtcBackend(engine, advertise=[config.rtc.node_ip] if config.rtc.node_ip else None)
-    node = NodeContext(config=config, rooms=RoomManager(config, hooks), media=media)
     app = web.Application(client_max_size=config.limit.max_api_request_body_size,
                           middlewares=[_double_slash_middleware])
-    signal_service = SignalService(node)
-    signal_service.add_routes(app)
+    server = Server(node_id=node_id, role=role, app=app, webhooks=hooks)
+    engine: MediaEngine | None = None
+    admin: RoomAdmin | None = None
+    if config.node.hosts_rooms:
+        if media is None:
+            engine = MediaEngine(f"0.0.0.0:{config.rtc.udp_port}")
+            media = WebRtcBackend(engine, advertise=[config.rtc.node_ip] if config.rtc.node_ip else None)
+        server.node = NodeContext(config=config, rooms=RoomManager(config, hooks), media=media, node_id=node_id)
+        server.host = SignalHost(server.node)
+        admin = RoomAdmin(config, server.node.rooms)
+    if config.etcd.enabled:
+        _build_cluster(server, config, admin)
+    elif config.node.serves_clients:
+        server.router = LocalRouter(node_id, server.host, admin)
 
-    def authenticate(request: web.Request):
-        token = token_from_request(request.headers, request.query)
-        return None if token is None else verify_token(token, config.keys)
+    if server.router is not None:
+        server.signal = SignalService(config, server.router)
+        server.signal.add_routes(app)
 
-    twirp.add_twirp_routes(app, [RoomService(node).service()], authenticate,
-                           max_body_bytes=config.limit.max_api_request_body_size)
+        def authenticate(request: web.Request):
+            token = token_from_request(request.headers, request.query)
+            return None if token is None else verify_token(token, config.keys)
+
+        twirp.add_twirp_routes(app, [RoomService(config, server.router).service()], authenticate,
+                               max_body_bytes=config.limit.max_api_request_body_size)
     app.router.add_get("/", _health)
-    server = Server(node=node, app=app, signal=signal_service, webhooks=hooks)
+    cluster = server.cluster
 
     async def on_startup(_app: web.Application) -> None:
         if engine is not None:
             engine.start()
             log.info("media on UDP port %d, ICE candidates %s", engine.local_address[1],
                      ", ".join(f"{ip}:{port}" for ip, port in media.candidates))
-        node.rooms.start()
+        if server.node is not None:
+            server.node.rooms.start()
+        if cluster:
+            await cluster["store"].connect()
+            if "media_role" in cluster:
+                await cluster["media_role"].start()
+            if "placement" in cluster:
+                cluster["directory"].start()
+                cluster["placement"].start()
 
     async def on_shutdown(_app: web.Application) -> None:
-        await node.rooms.stop(models.DisconnectReason.SERVER_SHUTDOWN)
-        await asyncio.sleep(0)  # let the leave messages be queued before sockets close
+        if "media_role" in cluster:
+            await cluster["media_role"].stop()
+        elif server.node is not None:
+            await server.node.rooms.stop(models.DisconnectReason.SERVER_SHUTDOWN)
+        if server.signal is not None:
+            if server.node is None:
+                await server.signal.close_all()  # control node: clients reconnect through another one
+            await server.signal.flush()  # let the leave messages reach the clients
 
     async def on_cleanup(_app: web.Application) -> None:
         await hooks.close()
+        if cluster:
+            if "placement" in cluster:
+                await cluster["placement"].stop()
+                await cluster["directory"].stop()
+                await cluster["clients"].close()
+            await cluster["store"].close()
         if engine is not None:
             engine.close()
 
@@ -88,6 +145,27 @@ def build_server(config: Config, *, media: MediaBackend | None = None) -> Server
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return server
+
+
+def _build_cluster(server: Server, config: Config, admin: RoomAdmin | None) -> None:
+    """The etcd-backed parts (imported only here: a single node never loads the etcd client)."""
+    from trackyard.cluster import EtcdStore, NodeDirectory, Placement
+    from trackyard.roles.control import ClusterRouter
+    from trackyard.roles.media import MediaRole
+    from trackyard.rpc.client import NodeClients
+
+    store = EtcdStore.from_config(config.etcd)
+    server.cluster["store"] = store
+    local = None
+    if server.node is not None:
+        server.cluster["media_role"] = MediaRole(server.node, server.host, admin, store)
+        local = Route(server.node_id, LocalRelay(server.host), admin)
+    if config.node.serves_clients:
+        directory = NodeDirectory(store)
+        placement = Placement(store, directory, region=config.region)
+        clients = NodeClients(config.keys, local_id=server.node_id)
+        server.cluster.update(directory=directory, placement=placement, clients=clients)
+        server.router = ClusterRouter(placement, directory, clients, local=local)
 
 
 @web.middleware
@@ -123,10 +201,10 @@ async def serve(config: Config, *, media: MediaBackend | None = None) -> None:
     await runner.setup()
     for address in config.bind_addresses:
         await web.TCPSite(runner, address, config.port).start()
-    log.info("trackyard listening on %s port %d (engine %s%s, event loop %s), node %s",
-             ", ".join(config.bind_addresses), config.port, engine_version(),
+    log.info("trackyard (role %s) listening on %s port %d (engine %s%s, event loop %s), node %s",
+             server.role, ", ".join(config.bind_addresses), config.port, engine_version(),
              " debug build" if is_debug_build() else "", type(asyncio.get_running_loop()).__module__,
-             server.node.node_id)
+             server.node_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

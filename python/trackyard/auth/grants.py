@@ -64,6 +64,9 @@ KIND_NAMES: dict[str, int] = {
 }
 
 
+_KIND_CLAIMS: dict[int, str] = {v: k for k, v in KIND_NAMES.items() if k != "standard"}
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
@@ -206,6 +209,25 @@ class ClaimGrants:
     room_preset: str = ""
     sha256: str = ""
     expires_at: float = 0.0  # exp, unix seconds
+
+    def to_claims(self) -> dict[str, Any]:
+        """The JWT claims these grants were read from (``from_claims`` reads them back to
+        equal grants); control nodes hand them to the media node that hosts the room."""
+        claims: dict[str, Any] = {"iss": self.api_key, "sub": self.identity, "exp": self.expires_at}
+        optional: dict[str, Any] = {
+            "name": self.name,
+            "metadata": self.metadata,
+            "attributes": dict(self.attributes),
+            "kind": _KIND_CLAIMS.get(self.kind, ""),
+            "roomPreset": self.room_preset,
+            "sha256": self.sha256,
+        }
+        claims.update({k: v for k, v in optional.items() if v})
+        if self.room_config is not None:
+            claims["roomConfig"] = json_format.MessageToDict(self.room_config)
+        if self.video is not None:
+            claims["video"] = self.video.to_claim()
+        return claims
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> ClaimGrants:

@@ -208,16 +208,21 @@ class Placement:
         if not room_name:
             raise InvalidArgument("room name is required")
         refresh = not self.directory.synced  # just started: read the nodes, not "none yet"
+        refreshed = False
         for _ in range(self.attempts):
             try:
                 if refresh:
                     await self.directory.refresh()
+                    refreshed = True
                 node = choose_node(self.directory.nodes(), room_counts=self.room_counts(),
                                    region=region or self.region, cpu_limit=self.cpu_limit)
                 if node is None:
                     existing = await self.lookup(room_name)
                     if existing is not None:
                         return existing
+                    if not refreshed:  # the watched copy may lag a node that just registered
+                        refresh = True
+                        continue
                     raise Unavailable(NO_NODE)
                 record = RoomRecord(room_name, node.node_id, ids.new_id(ids.ROOM), int(time.time()))
                 created, current = await self.store.txn_create_if_absent(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from livekit.protocol import models
 from livekit.protocol.room import CreateRoomRequest, RoomConfiguration
@@ -30,6 +31,8 @@ class RoomManager:
         self.config = config
         self.events = events
         self.rooms: dict[str, Room] = {}
+        self.on_created: list[Callable[[Room], None]] = []  # called after a room was created
+        self.on_closed: list[Callable[[Room], None]] = []  # called after a room closed
         self._sweeper: asyncio.Task | None = None
 
     # --- lifecycle --------------------------------------------------------------------
@@ -37,12 +40,13 @@ class RoomManager:
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
-    async def stop(self, reason: int = models.DisconnectReason.SERVER_SHUTDOWN) -> None:
+    async def stop(self, reason: int = models.DisconnectReason.SERVER_SHUTDOWN, *, rejoin: bool = False) -> None:
+        """Close every room (with `rejoin`, clients are told to join again: the rooms live on elsewhere)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
         for room in list(self.rooms.values()):
-            room.close(reason)
+            room.close(reason, rejoin=rejoin)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -58,6 +62,7 @@ class RoomManager:
             for p in list(room.participants.values()):
                 if p.sink is None and p.signal_lost_at is not None and now - p.signal_lost_at >= grace:
                     room.remove(p, models.DisconnectReason.CONNECTION_TIMEOUT, tell_client=False)
+            room.refresh_speakers()
             if room.should_close(now):
                 room.close(models.DisconnectReason.ROOM_CLOSED)
 
@@ -72,19 +77,15 @@ class RoomManager:
         return room
 
     def _check_name(self, name: str) -> None:
-        if not name:
-            raise errors.InvalidArgument("room name is required", meta={"argument": "name"})
-        limit = self.config.limit.max_room_name_length
-        if limit and len(name) > limit:
-            raise errors.InvalidArgument(f"room name length exceeds limits: max length {limit}")
+        check_room_name(self.config, name)
 
     def _check_metadata(self, metadata: str) -> None:
-        limit = self.config.limit.max_metadata_size
-        if limit and len(metadata.encode()) > limit:
-            raise errors.InvalidArgument(f"metadata size exceeds limits {limit}", meta={"argument": "metadata size"})
+        check_metadata(self.config, metadata)
 
-    def create_room(self, request: CreateRoomRequest | RoomConfiguration) -> Room:
-        """Create a room or update an existing one (LiveKit's create-or-update semantics)."""
+    def create_room(self, request: CreateRoomRequest | RoomConfiguration, *, sid: str = "") -> Room:
+        """Create a room or update an existing one (LiveKit's create-or-update semantics).
+
+        A new room takes `sid` when given (its placement record's, in a cluster)."""
         self._check_name(request.name)
         self._check_metadata(request.metadata)
         room = self.rooms.get(request.name)
@@ -100,10 +101,12 @@ class RoomManager:
                 ),
                 self.events,
                 on_closed=self._forget,
+                sid=sid,
             )
             self.rooms[room.name] = room
             self.events.notify(hooks.room_started(room.to_proto()))
             log.info("room %s created (%s)", room.name, room.sid)
+            self._tell(self.on_created, room)
             return room
         settings = room.settings
         if request.empty_timeout:
@@ -117,7 +120,8 @@ class RoomManager:
             room.broadcast_room()
         return room
 
-    def room_for_join(self, name: str, *, may_create: bool, room_config: RoomConfiguration | None) -> Room:
+    def room_for_join(self, name: str, *, may_create: bool, room_config: RoomConfiguration | None,
+                      sid: str = "") -> Room:
         """The room a join goes to, created on first join when allowed."""
         room = self.rooms.get(name)
         if room is not None:
@@ -128,7 +132,7 @@ class RoomManager:
         if room_config is not None:
             config.CopyFrom(room_config)
         config.name = name
-        return self.create_room(config)
+        return self.create_room(config, sid=sid)
 
     def update_metadata(self, name: str, metadata: str) -> Room:
         self._check_metadata(metadata)
@@ -143,6 +147,15 @@ class RoomManager:
     def _forget(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
+        self._tell(self.on_closed, room)
+
+    @staticmethod
+    def _tell(callbacks: list[Callable[[Room], None]], room: Room) -> None:
+        for callback in callbacks:
+            try:
+                callback(room)
+            except Exception:
+                log.exception("room callback %r failed for %s", callback, room.name)
 
     # --- participants -----------------------------------------------------------------
     def find_participant(self, room_name: str, identity: str) -> tuple[Room, Participant]:
@@ -151,3 +164,18 @@ class RoomManager:
         if participant is None:
             raise errors.NotFound("participant does not exist")
         return room, participant
+
+
+def check_room_name(config: Config, name: str) -> None:
+    """The checks a room name must pass (also made by control nodes before placing a room)."""
+    if not name:
+        raise errors.InvalidArgument("room name is required", meta={"argument": "name"})
+    limit = config.limit.max_room_name_length
+    if limit and len(name) > limit:
+        raise errors.InvalidArgument(f"room name length exceeds limits: max length {limit}")
+
+
+def check_metadata(config: Config, metadata: str) -> None:
+    limit = config.limit.max_metadata_size
+    if limit and len(metadata.encode()) > limit:
+        raise errors.InvalidArgument(f"metadata size exceeds limits {limit}", meta={"argument": "metadata size"})

@@ -20,7 +20,11 @@ from livekit.protocol.webhook import WebhookEvent
 
 from trackyard import errors, ids
 from trackyard.rooms.participant import Participant, State
+from trackyard.rooms.quality import Sample, score
+from trackyard.rooms.speakers import SpeakerTracker
 from trackyard.webhooks import events as hooks
+
+AUDIO_STALE = 1.0  # seconds without a level report after which a participant counts as silent
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,9 @@ class RoomSettings:
 
 
 class Room:
-    def __init__(self, name: str, settings: RoomSettings, events: EventSink, *, on_closed: Callable[["Room"], None]):
-        self.sid = ids.new_id(ids.ROOM)
+    def __init__(self, name: str, settings: RoomSettings, events: EventSink, *,
+                 on_closed: Callable[["Room"], None], sid: str = ""):
+        self.sid = sid or ids.new_id(ids.ROOM)
         self.name = name
         self.settings = settings
         self.created_at = time.time()
@@ -53,6 +58,8 @@ class Room:
         self._events = events
         self._on_closed = on_closed
         self._tasks: set[asyncio.Task] = set()
+        self._speakers = SpeakerTracker()
+        self._audio: dict[str, tuple[int, bool, float]] = {}  # participant sid → (dBov, voice, when)
 
     # --- queries ----------------------------------------------------------------------
     def by_sid(self, sid: str) -> Participant | None:
@@ -110,19 +117,24 @@ class Room:
     def announce(self, participant: Participant) -> None:
         self.broadcast_participant(participant)
 
-    def remove(self, participant: Participant, reason: int, *, tell_client: bool = True) -> None:
-        """Take a participant out of the room (leave, removal, eviction or timeout)."""
+    def remove(self, participant: Participant, reason: int, *, tell_client: bool = True, rejoin: bool = False) -> None:
+        """Take a participant out of the room (leave, removal, eviction or timeout).
+
+        With `rejoin` the client is told to join again (the room lives on elsewhere)."""
         if self.participants.get(participant.identity) is not participant or participant.closed:
             return
         del self.participants[participant.identity]
         if tell_client:
-            participant.send(rtc.SignalResponse(leave=rtc.LeaveRequest(reason=reason, action=Action.DISCONNECT)))
+            action = Action.RECONNECT if rejoin else Action.DISCONNECT
+            participant.send(rtc.SignalResponse(leave=rtc.LeaveRequest(reason=reason, action=action)))
         participant.disconnect_reason = reason
         participant.set_state(State.DISCONNECTED)
         participant.closed = True
         self._detach(participant)
         if not participant.dependent:
             self.last_left_mono = time.monotonic()
+        self._audio.pop(participant.sid, None)
+        self._send_speakers(self._speakers.forget(participant.sid))
         if not participant.hidden:
             self._broadcast_update([participant.to_proto()], exclude=participant)
         room = self.to_proto()
@@ -213,6 +225,39 @@ class Room:
                     self.unpublish_track(participant, sid)
         participant.touch()
         self.broadcast_participant(participant)
+
+    # --- speakers and connection quality -----------------------------------------------
+    def report_audio_level(self, participant: Participant, dbov: int, voice: bool) -> None:
+        """A participant's audio level for the last interval; broadcasts speakers_changed on change."""
+        self._audio[participant.sid] = (dbov, voice, time.monotonic())
+        self.refresh_speakers()
+
+    def refresh_speakers(self) -> None:
+        """Re-evaluate speakers; one whose audio stopped arriving counts as silent."""
+        if not self._audio:
+            return
+        now = time.monotonic()
+        levels = {sid: (d, v) if now - t < AUDIO_STALE else (127, False) for sid, (d, v, t) in self._audio.items()}
+        self._send_speakers(self._speakers.update(levels))
+
+    def _send_speakers(self, infos: list[models.SpeakerInfo] | None) -> None:
+        if not infos:
+            return
+        message = rtc.SignalResponse(speakers_changed=rtc.SpeakersChanged(speakers=infos))
+        for p in self.participants.values():
+            p.send(message)
+
+    def report_connection(self, participant: Participant, sample: Sample) -> None:
+        """A participant's traffic for the last stats interval; its quality goes to everyone on change."""
+        quality, value = score(sample)
+        if quality == participant.quality:
+            return
+        participant.quality = quality
+        info = rtc.ConnectionQualityInfo(participant_sid=participant.sid, quality=quality, score=value)
+        message = rtc.SignalResponse(connection_quality=rtc.ConnectionQualityUpdate(updates=[info]))
+        for p in self.participants.values():
+            if p is participant or not participant.hidden:
+                p.send(message)
 
     # --- subscriptions ----------------------------------------------------------------
     def _wants(self, subscriber: Participant, track_sid: str) -> bool:
@@ -326,11 +371,11 @@ class Room:
             return now - self.last_left_mono >= self.settings.departure_timeout
         return now - self.created_mono >= self.settings.empty_timeout
 
-    def close(self, reason: int) -> None:
+    def close(self, reason: int, *, rejoin: bool = False) -> None:
         if self.closed:
             return
         for participant in list(self.participants.values()):
-            self.remove(participant, reason)
+            self.remove(participant, reason, rejoin=rejoin)
         self.closed = True
         self._events.notify(hooks.room_finished(self.to_proto()))
         self._on_closed(self)

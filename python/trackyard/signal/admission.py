@@ -1,10 +1,11 @@
 """Who may open a signal connection, to which room, with which options.
 
-Runs before the WebSocket upgrade (and for the `/validate` endpoints), so every refusal is
-an HTTP status with a text body, never a leave message:
-401 bad or missing token · 403 token without roomJoin (or for another room) ·
-400 bad parameters · 404 unknown room when rooms are not auto-created ·
-500 room full ("room has exceeded its max participants", as LiveKit's server answers).
+Runs on the node that holds the client's connection, before the WebSocket upgrade (and for
+the `/validate` endpoints), so every refusal is an HTTP status with a text body, never a
+leave message: 401 bad or missing token · 403 token without roomJoin (or for another room) ·
+400 bad parameters. The room's host decides the rest, still before the upgrade (see
+``signal.host``): 404 unknown room when rooms are not auto-created · 500 room full
+("room has exceeded its max participants", as LiveKit's server answers).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from dataclasses import dataclass
 from trackyard import errors
 from trackyard.auth.grants import ClaimGrants
 from trackyard.auth.tokens import token_from_request, verify_token
-from trackyard.context import NodeContext
-from trackyard.rooms.participant import is_dependent
+from trackyard.config import Config
 from trackyard.signal import join_params
 from trackyard.signal.join_params import JoinParams
 
@@ -36,14 +36,14 @@ class Admission:
 
 
 def admit_request(
-    node: NodeContext, headers: Mapping[str, str], query: Mapping[str, str], *, single_pc: bool
+    config: Config, headers: Mapping[str, str], query: Mapping[str, str], *, single_pc: bool
 ) -> Admission:
     """Authenticate and parse a signal connection request; raise Refused with the HTTP status."""
     try:
         token = token_from_request(headers, query)
         if token is None:
             raise Refused(401, "no authorization token provided")
-        grants = verify_token(token, node.config.keys)
+        grants = verify_token(token, config.keys)
     except errors.Unauthenticated as exc:
         raise Refused(401, exc.msg) from None
     video = grants.video
@@ -51,7 +51,7 @@ def admit_request(
         raise Refused(403, "no permissions to access the room")
     if not grants.identity:
         raise Refused(400, "identity cannot be empty")
-    limits = node.config.limit
+    limits = config.limit
     if len(grants.identity) > limits.max_participant_identity_length:
         raise Refused(400, "participant identity exceeds limits")
     requested = query.get("room", "")
@@ -70,11 +70,4 @@ def admit_request(
             params = join_params.from_query(query)
     except errors.InvalidArgument as exc:
         raise Refused(400, exc.msg) from None
-    room = node.rooms.get(room_name)
-    if not params.reconnect:
-        if room is None and not (node.config.room.auto_create or video.room_create):
-            raise Refused(404, "requested room does not exist")
-        if room is not None and room.is_full_for(grants.identity, dependent=is_dependent(grants.kind, video.permission())):
-            raise Refused(500, "room has exceeded its max participants")
     return Admission(grants=grants, room_name=room_name, params=params)
-

@@ -1,9 +1,19 @@
-"""One client's signal WebSocket: an ordered, validated, non-blocking outgoing queue.
+"""One client's signal connection as the room host sees it, whatever carries it.
 
-Messages are validated when queued (see `validate`), written by a single writer task in
-order, and `close()` closes the socket only after everything queued before it is written.
-A client that stops reading cannot block the room: past `max_queue` pending messages the
-connection is closed.
+The host (``signal.host``) sends SignalResponses and reads SignalRequests through a
+`SignalConnection`; a relay (``signal.relay``: in process, or gRPC from a control node)
+moves them between it and the client's WebSocket:
+
+    host:      send(response) ─▶ [outgoing queue] ─▶ next_outgoing()   relay → client
+    host:      receive()      ◀─ [incoming queue] ◀─ push(request)      client → relay
+
+Outgoing messages are validated when queued (see `validate`) and kept in order; `close()`
+ends the stream after everything queued before it. `send` never blocks: a client that
+stops reading cannot stall the room, and past `max_queue` pending messages the connection
+is closed. Incoming requests wait in a bounded queue: a relay pushing faster than the host
+handles them waits (`push` is awaited), which stops it reading the client (back-pressure).
+`client_gone()` marks the end of the client's side: the host still gets the requests
+queued before it, then `None`.
 """
 
 from __future__ import annotations
@@ -11,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
 from livekit.protocol import rtc
 
 from trackyard.signal.validate import InvalidOutgoingMessage, validate
@@ -19,23 +28,26 @@ from trackyard.signal.validate import InvalidOutgoingMessage, validate
 log = logging.getLogger(__name__)
 
 _CLOSE = object()
+_GONE = object()
 
 
 class SignalConnection:
-    def __init__(self, ws: web.WebSocketResponse, *, label: str, max_queue: int = 1024) -> None:
-        self.ws = ws
+    def __init__(self, *, label: str, max_queue: int = 1024, max_incoming: int = 64) -> None:
         self.label = label
-        self._queue: asyncio.Queue = asyncio.Queue()
+        self._out: asyncio.Queue = asyncio.Queue()
+        self._in: asyncio.Queue = asyncio.Queue(maxsize=max_incoming)
         self._max_queue = max_queue
         self._closing = False
+        self._gone = False
+        self._drained = asyncio.Event()
         self.sent = 0
         self.rejected = 0
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     @property
     def closing(self) -> bool:
         return self._closing
 
+    # --- the host's side (also the participant's SignalSink) ----------------------------
     def send(self, message: rtc.SignalResponse) -> None:
         if self._closing:
             return
@@ -45,34 +57,58 @@ class SignalConnection:
             self.rejected += 1
             log.error("not sending invalid %s to %s: %s", message.WhichOneof("message"), self.label, exc)
             return
-        if self._queue.qsize() >= self._max_queue:
+        if self._out.qsize() >= self._max_queue:
             log.warning("signal queue of %s overflowed; closing the connection", self.label)
             self.close()
             return
-        self._queue.put_nowait(message.SerializeToString())
+        self._out.put_nowait(message.SerializeToString())
 
     def close(self) -> None:
-        if not self._closing:
-            self._closing = True
-            self._queue.put_nowait(_CLOSE)
+        """Close the connection once the messages queued so far are delivered."""
+        if self._closing:
+            return
+        self._closing = True
+        self._out.put_nowait(_CLOSE)
+        # the host reads nothing more: free a relay waiting to push, and wake the reader
+        while not self._in.empty():
+            self._in.get_nowait()
+        self._in.put_nowait(_GONE)
+
+    async def receive(self, timeout: float) -> rtc.SignalRequest | None:
+        """The client's next request; ``None`` once the connection closed or the client is
+        gone; raises TimeoutError after ``timeout`` seconds of silence."""
+        if self._closing or (self._gone and self._in.empty()):
+            return None
+        async with asyncio.timeout(timeout):
+            item = await self._in.get()
+        return None if item is _GONE else item
 
     async def wait_closed(self) -> None:
-        await asyncio.shield(self._writer)
+        """Until the relay has taken everything up to the close (or the client is gone)."""
+        await self._drained.wait()
 
-    async def _write_loop(self) -> None:
+    # --- the relay's side -------------------------------------------------------------
+    async def next_outgoing(self) -> bytes | None:
+        """The next serialized SignalResponse for the client; ``None``: close the client's connection."""
+        item = await self._out.get()
+        if item is _CLOSE:
+            self._drained.set()
+            return None
+        self.sent += 1
+        return item
+
+    async def push(self, request: rtc.SignalRequest) -> None:
+        """A request from the client, in order; waits while the incoming queue is full."""
+        if not self._closing and not self._gone:
+            await self._in.put(request)
+
+    def client_gone(self) -> None:
+        """The client's connection ended; the host reads what was queued before, then None."""
+        if self._gone:
+            return
+        self._gone = True
+        self._drained.set()  # nobody will take more outgoing messages
         try:
-            while True:
-                item = await self._queue.get()
-                if item is _CLOSE:
-                    break
-                await self.ws.send_bytes(item)
-                self.sent += 1
-        except (ConnectionError, RuntimeError) as exc:
-            log.debug("signal write to %s failed: %s", self.label, exc)
-        finally:
-            self._closing = True
-            if not self.ws.closed:
-                try:
-                    await self.ws.close()
-                except (ConnectionError, RuntimeError):
-                    pass
+            self._in.put_nowait(_GONE)
+        except asyncio.QueueFull:
+            pass  # the reader is not blocked, and sees `_gone` once the queue is empty

@@ -1,41 +1,50 @@
 """The LiveKit signal endpoints: `/rtc` (v0), `/rtc/v1` (single peer connection) and their
-`/validate` twins.
+`/validate` twins, on the node that holds the client's WebSocket.
 
-A connection is admitted (see `admission`) before the upgrade. Then either a new session
-(JoinResponse first, then the others learn of the newcomer) or a resume of an existing
-one (ReconnectResponse first, then the full room state). One binary protobuf
-SignalRequest per frame comes in; bad frames are dropped and counted.
+A connection is admitted here (token, grants, parameters: ``signal.admission``), then routed
+to the node that hosts its room (``roles.router``: this process, or a media node found or
+placed in etcd), whose host (``signal.host``) decides about the room. Only once the host
+accepted is the WebSocket upgraded, so every refusal is an HTTP status, never a leave:
+
+    401/403/400 admission · 404 unknown room (rooms not auto-created) · 500 room full ·
+    503 the room cannot be placed or its node reached (e.g. etcd unreachable for a new room)
+
+Then frames are pumped both ways through the relay session, in order: one binary protobuf
+SignalRequest per frame in (text frames and undecodable ones are dropped and counted), one
+SignalResponse per frame out. The host's pace sets ours: a full relay stops us reading.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from google.protobuf.message import DecodeError
-from livekit.protocol import models, rtc
+from livekit.protocol import rtc
 
 from trackyard import errors
-from trackyard.context import NodeContext
-from trackyard.media.session import SessionOptions
-from trackyard.rooms.participant import ConnectionOptions, Participant
-from trackyard.rooms.room import Room
+from trackyard.config import Config
+from trackyard.roles.router import Router
+from trackyard.rooms.manager import check_room_name
 from trackyard.signal.admission import Admission, Refused, admit_request
-from trackyard.signal.connection import SignalConnection
-from trackyard.signal.requests import ParticipantSignal
+from trackyard.signal.host import state_mismatch_leave
+from trackyard.signal.relay import ClosedSession, RelaySession
 
 log = logging.getLogger(__name__)
 
 CORS = {"Access-Control-Allow-Origin": "*"}
+FLUSH_TIMEOUT = 5.0  # seconds the relay may take to finish after the client left
 
 
 class SignalService:
-    def __init__(self, node: NodeContext) -> None:
-        self.node = node
+    def __init__(self, config: Config, router: Router) -> None:
+        self.config = config
+        self.router = router
         self.bad_frames = 0
-        self.handlers: dict[str, ParticipantSignal] = {}  # by participant sid
+        self.connections: dict[web.WebSocketResponse, RelaySession] = {}
+        self._writers: set[asyncio.Task] = set()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/rtc", self.rtc_v0)
@@ -45,17 +54,20 @@ class SignalService:
 
     # --- HTTP entry points ------------------------------------------------------------
     async def validate_v0(self, request: web.Request) -> web.Response:
-        return self._validate(request, single_pc=False)
+        return await self._validate(request, single_pc=False)
 
     async def validate_v1(self, request: web.Request) -> web.Response:
-        return self._validate(request, single_pc=True)
+        return await self._validate(request, single_pc=True)
 
-    def _validate(self, request: web.Request, *, single_pc: bool) -> web.Response:
+    async def _validate(self, request: web.Request, *, single_pc: bool) -> web.Response:
         if request.method == "OPTIONS":
             return web.Response(status=204, headers={**CORS, "Access-Control-Allow-Headers": "*",
                                                      "Access-Control-Allow-Methods": "GET, OPTIONS"})
         try:
-            admit_request(self.node, request.headers, request.query, single_pc=single_pc)
+            admission = admit_request(self.config, request.headers, request.query, single_pc=single_pc)
+            route = await self._route(admission, place=False)
+            if route is not None:
+                await route.relay.check(admission)
         except Refused as refused:
             return web.Response(status=refused.status, text=refused.text, headers=CORS)
         return web.Response(text="success", headers=CORS)
@@ -66,181 +78,107 @@ class SignalService:
     async def rtc_v1(self, request: web.Request) -> web.StreamResponse:
         return await self._connect(request, single_pc=True)
 
+    # --- routing ----------------------------------------------------------------------
+    async def _route(self, admission: Admission, *, place: bool):
+        """The room's route, placing a new room when `place`; raises Refused (404, 503)."""
+        video = admission.grants.video
+        may_create = self.config.room.auto_create or bool(video and video.room_create)
+        try:
+            route = await self.router.route(admission.room_name, place=place and may_create)
+        except errors.Unavailable as exc:
+            raise Refused(503, exc.msg) from None
+        except errors.InvalidArgument as exc:
+            raise Refused(400, exc.msg) from None
+        if route is None and not admission.params.reconnect and not may_create:
+            raise Refused(404, "requested room does not exist")
+        return route
+
+    async def _open(self, admission: Admission) -> RelaySession:
+        reconnect = admission.params.reconnect
+        if not reconnect:
+            try:  # before a room is placed anywhere for it
+                check_room_name(self.config, admission.room_name)
+            except errors.InvalidArgument as exc:
+                raise Refused(400, exc.msg) from None
+        route = await self._route(admission, place=not reconnect)
+        if route is None:  # a resume in a room hosted nowhere: what any host would answer
+            return ClosedSession(state_mismatch_leave())
+        return await route.relay.open(admission, route.room_sid)
+
+    # --- one connection ---------------------------------------------------------------
     async def _connect(self, request: web.Request, *, single_pc: bool) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=self.node.config.limit.signal_message_size_limit, autoping=True)
+        ws = web.WebSocketResponse(max_msg_size=self.config.limit.signal_message_size_limit, autoping=True)
         if not ws.can_prepare(request).ok:
             return web.Response(status=404, text="404 page not found")
         try:
-            admission = admit_request(self.node, request.headers, request.query, single_pc=single_pc)
+            admission = admit_request(self.config, request.headers, request.query, single_pc=single_pc)
+            session = await self._open(admission)
         except Refused as refused:
             return web.Response(status=refused.status, text=refused.text)
-        if admission.params.reconnect:
-            return await self._resume(request, ws, admission)
-        return await self._join(request, ws, admission)
-
-    # --- new session ------------------------------------------------------------------
-    def _new_participant(self, admission: Admission) -> Participant:
-        grants, params = admission.grants, admission.params
-        video = grants.video
-        assert video is not None
-        permission = video.permission()
-        metadata, attributes = grants.metadata, dict(grants.attributes)
-        if permission.can_update_metadata:
-            metadata = params.metadata or metadata
-            attributes.update(params.attributes)
-        return Participant(
-            identity=grants.identity,
-            name=grants.name,
-            metadata=metadata,
-            attributes=attributes,
-            kind=grants.kind,
-            permission=permission,
-            options=ConnectionOptions(
-                auto_subscribe=params.auto_subscribe,
-                adaptive_stream=params.adaptive_stream,
-                protocol=params.client_info.protocol,
-                single_pc=params.single_pc,
-                client_info=params.client_info,
-            ),
-            api_key=grants.api_key,
-        )
-
-    async def _join(self, request: web.Request, ws: web.WebSocketResponse, admission: Admission) -> web.StreamResponse:
-        node = self.node
-        video = admission.grants.video
-        try:
-            room = node.rooms.room_for_join(admission.room_name, may_create=bool(video and video.room_create),
-                                            room_config=admission.grants.room_config)
-            participant = self._new_participant(admission)
-            room.admit(participant)
-        except errors.NotFound as exc:
-            return web.Response(status=404, text=exc.msg)
-        except errors.ResourceExhausted as exc:
-            return web.Response(status=500, text=exc.msg)
-        except errors.InvalidArgument as exc:
-            return web.Response(status=400, text=exc.msg)
         try:
             await ws.prepare(request)
         except (ConnectionError, RuntimeError):
-            room.remove(participant, models.DisconnectReason.SIGNAL_CLOSE, tell_client=False)
+            session.close(aborted=True)
             raise
-        conn = SignalConnection(ws, label=f"{participant.identity}@{room.name}")
-        participant.sink = conn
-        handler = ParticipantSignal(room, participant)
-        params = admission.params
-        subscriber_primary = not params.single_pc and participant.permission.can_subscribe
-        participant.media = node.media.create_session(
-            SessionOptions(
-                participant_sid=participant.sid,
-                single_pc=params.single_pc,
-                subscriber_primary=subscriber_primary,
-                can_publish=participant.permission.can_publish,
-                can_subscribe=participant.permission.can_subscribe,
-            ),
-            handler,
-        )
-        participant.send(rtc.SignalResponse(join=self._join_response(room, participant, subscriber_primary)))
-        room.announce(participant)
-        log.info("participant %s (%s) joined room %s via %s", participant.identity, participant.sid, room.name,
-                 "/rtc/v1 (single peer connection)" if params.single_pc else "/rtc (v0, two peer connections)")
-        for add_track in params.add_track_requests:
-            handler.add_track(add_track)
-        if params.publisher_offer is not None:
-            await handler.handle(rtc.SignalRequest(offer=params.publisher_offer))
-        room.subscribe_existing(participant)
-        return await self._serve(ws, conn, room, participant, handler)
+        await session.upgraded()
+        return await self._pump(ws, session, f"{admission.grants.identity}@{admission.room_name}")
 
-    def _join_response(self, room: Room, participant: Participant, subscriber_primary: bool) -> rtc.JoinResponse:
-        cfg = self.node.config
-        info = self.node.server_info()
-        response = rtc.JoinResponse(
-            room=room.to_proto(),
-            participant=participant.to_proto(),
-            server_version=info.version,
-            server_info=info,
-            server_region=cfg.region,
-            subscriber_primary=subscriber_primary,
-            fast_publish=participant.permission.can_publish and not participant.options.single_pc,
-            ping_interval=cfg.signal.ping_interval,
-            ping_timeout=cfg.signal.ping_timeout,
-        )
-        response.other_participants.extend(p.to_proto() for p in room.visible_to(participant))
-        return response
-
-    # --- resume -----------------------------------------------------------------------
-    async def _resume(self, request: web.Request, ws: web.WebSocketResponse, admission: Admission) -> web.StreamResponse:
-        room = self.node.rooms.get(admission.room_name)
-        participant = room.by_sid(admission.params.participant_sid) if room is not None else None
-        await ws.prepare(request)
-        conn = SignalConnection(ws, label=f"{admission.grants.identity}@{admission.room_name} (resume)")
-        if (
-            room is None
-            or participant is None
-            or participant.closed
-            or participant.identity != admission.grants.identity
-            or participant.sid not in self.handlers
-        ):
-            conn.send(rtc.SignalResponse(leave=rtc.LeaveRequest(
-                reason=models.DisconnectReason.STATE_MISMATCH, action=rtc.LeaveRequest.Action.RECONNECT)))
-            conn.close()
-            await conn.wait_closed()
-            return ws
-        if participant.sink is not None:
-            participant.sink.close()
-        participant.sink = conn
-        participant.signal_lost_at = None
-        handler = self.handlers[participant.sid]
-        info = self.node.server_info()
-        conn.send(rtc.SignalResponse(reconnect=rtc.ReconnectResponse(server_info=info)))
-        everyone = [participant.to_proto()] + [p.to_proto() for p in room.visible_to(participant)]
-        conn.send(rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=everyone)))
-        conn.send(rtc.SignalResponse(room_update=rtc.RoomUpdate(room=room.to_proto())))
-        log.info("participant %s resumed in room %s", participant.identity, room.name)
-        return await self._serve(ws, conn, room, participant, handler)
-
-    # --- the read loop ----------------------------------------------------------------
-    async def _serve(self, ws: web.WebSocketResponse, conn: SignalConnection, room: Room,
-                     participant: Participant, handler: ParticipantSignal) -> web.WebSocketResponse:
-        self.handlers[participant.sid] = handler
-        timeout = float(self.node.config.signal.ping_timeout)
-        last_heard = time.monotonic()
-        timed_out = False
+    async def _pump(self, ws: web.WebSocketResponse, session: RelaySession, label: str) -> web.WebSocketResponse:
+        writer = asyncio.get_running_loop().create_task(self._write_loop(ws, session, label))
+        self._writers.add(writer)
+        writer.add_done_callback(self._writers.discard)
+        self.connections[ws] = session
         try:
-            while not ws.closed and not participant.closed and participant.sink is conn:
-                try:
-                    msg = await ws.receive(timeout=timeout)
-                    last_heard = time.monotonic()
-                except asyncio.TimeoutError:
-                    timed_out = True
-                    log.info("signal of %s timed out", participant.identity)
-                    break
+            while not ws.closed:
+                msg = await ws.receive()
                 if msg.type == WSMsgType.BINARY:
                     try:
                         req = rtc.SignalRequest.FromString(msg.data)
                     except DecodeError:
-                        self._bad_frame(participant, "undecodable protobuf")
+                        self._bad_frame(label, "undecodable protobuf")
                         continue
-                    try:
-                        await handler.handle(req)
-                    except Exception:  # one bad request must not kill the session
-                        log.exception("handling %s from %s failed", req.WhichOneof("message"), participant.identity)
+                    await session.send(req, msg.data)
                 elif msg.type == WSMsgType.TEXT:
-                    self._bad_frame(participant, "text frame (only binary protobuf is spoken)")
+                    self._bad_frame(label, "text frame (only binary protobuf is spoken)")
                 elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                     break
         finally:
-            if participant.sink is conn:
-                # the connection vanished without a leave: keep the participant for a resume
-                participant.sink = None
-                # a silent client vanished when it was last heard from, so that it is removed
-                # about reconnect_timeout after it went quiet, not after timeout + reconnect
-                participant.signal_lost_at = last_heard if timed_out else time.monotonic()
-                conn.close()
-            if participant.closed:
-                self.handlers.pop(participant.sid, None)
-            await conn.wait_closed()
+            self.connections.pop(ws, None)
+            session.close()  # the client is gone (a no-op when the host closed first)
+            try:
+                await asyncio.wait_for(asyncio.shield(writer), FLUSH_TIMEOUT)
+            except asyncio.TimeoutError:
+                writer.cancel()
         return ws
 
-    def _bad_frame(self, participant: Participant, what: str) -> None:
+    @staticmethod
+    async def _write_loop(ws: web.WebSocketResponse, session: RelaySession, label: str) -> None:
+        """Host → client, in order; closes the WebSocket when the host closes the session."""
+        try:
+            while (frame := await session.receive()) is not None:
+                if not ws.closed:
+                    await ws.send_bytes(frame)
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("signal write to %s failed: %s", label, exc)
+            while await session.receive() is not None:  # drain, so the host can let go
+                pass
+        finally:
+            if not ws.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.close()
+
+    def _bad_frame(self, label: str, what: str) -> None:
         self.bad_frames += 1
-        log.warning("dropped bad signal frame from %s: %s", participant.identity, what)
+        log.warning("dropped bad signal frame from %s: %s", label, what)
+
+    # --- shutdown ---------------------------------------------------------------------
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Wait (bounded) until what the hosts sent has been written and the sockets closed."""
+        if self._writers:
+            await asyncio.wait(set(self._writers), timeout=timeout)
+
+    async def close_all(self) -> None:
+        """Close every client connection (this node is going away; clients reconnect elsewhere)."""
+        for ws in list(self.connections):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
