@@ -361,3 +361,35 @@ async def test_room_closes_after_departure_timeout():
         await wait_for(lambda: srv.node.rooms.get("r1") is None, timeout=5, what="room closed")
     finally:
         await srv.stop()
+
+
+async def test_subscription_permissions_from_the_publisher(server):
+    """A publisher allows only bob: carol is not subscribed and is told so; opening up to
+    everyone subscribes carol."""
+    alice, _ = await join(server, "alice")
+    bob, _ = await join(server, "bob")
+    carol, _ = await join(server, "carol")
+    await alice.send(subscription_permission=rtc.SubscriptionPermission(
+        all_participants=False, track_permissions=[rtc.TrackPermission(participant_identity="bob", all_tracks=True)]))
+    await alice.send(add_track=rtc.AddTrackRequest(cid="mic", name="mic", type=models.TrackType.AUDIO))
+    track = (await alice.expect("track_published")).track
+    await alice.send(offer=rtc.SessionDescription(type="offer", sdp=offer_sdp(("audio", "mic"))))
+    room = server.node.rooms.get("r1")
+    sessions = server.node.media.sessions
+    await wait_for(lambda: track.sid in sessions[room.participants["bob"].sid].subscribed, what="bob subscribed")
+    await asyncio.sleep(0.1)
+    assert track.sid not in sessions[room.participants["carol"].sid].subscribed
+    await alice.send(subscription_permission=rtc.SubscriptionPermission(all_participants=True))
+    update = await carol.expect("subscription_permission_update")
+    assert (update.track_sid, update.allowed) == (track.sid, True)
+    await wait_for(lambda: track.sid in sessions[room.participants["carol"].sid].subscribed, what="carol subscribed")
+    # and closing it again takes carol's subscription away
+    await alice.send(subscription_permission=rtc.SubscriptionPermission(
+        all_participants=False, track_permissions=[rtc.TrackPermission(participant_identity="bob", all_tracks=True)]))
+    revoked = await carol.expect("subscription_permission_update", lambda u: not u.allowed)
+    assert revoked.track_sid == track.sid
+    await wait_for(lambda: track.sid not in sessions[room.participants["carol"].sid].subscribed,
+                   what="carol unsubscribed")
+    assert track.sid in sessions[room.participants["bob"].sid].subscribed
+    for c in (alice, bob, carol):
+        await c.close()

@@ -82,6 +82,7 @@ class Participant:
         self.pending_tracks: dict[str, models.TrackInfo] = {}  # AddTrack awaiting media, by cid
         self.subscription_requests: dict[str, bool] = {}  # track sid → subscribe, for manual mode
         self.disabled_tracks: set[str] = set()
+        self.subscription_permission: rtc.SubscriptionPermission | None = None  # None: everyone may subscribe
         self.subscribed_tracks: set[str] = set()  # own tracks someone subscribed to (track_subscribed sent)
         self.sink: SignalSink | None = None
         self.media: MediaSession | None = None

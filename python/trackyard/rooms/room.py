@@ -36,6 +36,17 @@ class EventSink(Protocol):
     def notify(self, event: WebhookEvent) -> None: ...
 
 
+def allowed_by(permission: rtc.SubscriptionPermission | None, subscriber: Participant, track_sid: str) -> bool:
+    """Does a publisher's subscription permission let this subscriber have this track?"""
+    if permission is None or permission.all_participants:
+        return True
+    for rule in permission.track_permissions:
+        if rule.participant_sid == subscriber.sid or (rule.participant_identity
+                                                     and rule.participant_identity == subscriber.identity):
+            return rule.all_tracks or track_sid in rule.track_sids
+    return False
+
+
 class RoomSettings:
     def __init__(self, *, empty_timeout: int, departure_timeout: int, max_participants: int, metadata: str = ""):
         self.empty_timeout = empty_timeout
@@ -263,8 +274,31 @@ class Room:
     def _wants(self, subscriber: Participant, track_sid: str) -> bool:
         if subscriber.closed or subscriber.media is None or not subscriber.permission.can_subscribe:
             return False
+        publisher = next((p for p in self.participants.values() if track_sid in p.tracks), None)
+        if publisher is not None and not allowed_by(publisher.subscription_permission, subscriber, track_sid):
+            return False
         choice = subscriber.subscription_requests.get(track_sid)
         return choice if choice is not None else subscriber.options.auto_subscribe
+
+    def set_subscription_permission(self, publisher: Participant, permission: rtc.SubscriptionPermission) -> None:
+        """A publisher says who may subscribe to its tracks: subscribers that lost access are
+        unsubscribed, those that gained it are subscribed (if they want), and both are told."""
+        before = publisher.subscription_permission
+        publisher.subscription_permission = permission
+        for subscriber in list(self.participants.values()):
+            if subscriber is publisher:
+                continue
+            for sid in publisher.tracks:
+                was = allowed_by(before, subscriber, sid)
+                now = allowed_by(permission, subscriber, sid)
+                if was == now:
+                    continue
+                subscriber.send(rtc.SignalResponse(subscription_permission_update=rtc.SubscriptionPermissionUpdate(
+                    participant_sid=publisher.sid, track_sid=sid, allowed=now)))
+                if not now and subscriber.media is not None:
+                    subscriber.media.unsubscribe(sid)
+                elif now and self._wants(subscriber, sid):
+                    self._subscribe(subscriber, publisher, sid)
 
     def _subscribe(self, subscriber: Participant, publisher: Participant, track_sid: str) -> None:
         if subscriber.media is not None and subscriber.media.subscribe(track_sid):

@@ -128,6 +128,9 @@ class ParticipantSignal:
             sids.extend(pt.track_sids)
         self.room.update_subscriptions(self.participant, sids, request.subscribe)
 
+    async def _on_subscription_permission(self, permission: rtc.SubscriptionPermission) -> None:
+        self.room.set_subscription_permission(self.participant, permission)
+
     async def _on_track_setting(self, request: rtc.UpdateTrackSettings) -> None:
         media = self.participant.media
         for sid in request.track_sids:
