@@ -393,3 +393,19 @@ async def test_subscription_permissions_from_the_publisher(server):
     assert track.sid in sessions[room.participants["bob"].sid].subscribed
     for c in (alice, bob, carol):
         await c.close()
+
+
+async def test_media_failure_asks_the_client_to_resume(server):
+    alice, _ = await join(server, "alice")
+    bob, join_b = await join(server, "bob")
+    session = server.node.media.sessions[join_b.participant.sid]
+    session.events.on_transport_failed()  # what the media transport reports when ICE/DTLS fails
+    leave = await bob.expect("leave")
+    assert leave.action == rtc.LeaveRequest.Action.RESUME
+    assert leave.reason == Reason.MEDIA_FAILURE
+    await asyncio.wait_for(bob.closed.wait(), 5)
+    assert server.node.rooms.get("r1").participants["bob"].sid == join_b.participant.sid  # kept for the resume
+    again = await SignalClient.connect(server.ws_url, join_token("bob", "r1"), reconnect_sid=join_b.participant.sid)
+    await again.expect("reconnect")
+    assert not any(p.state == State.DISCONNECTED for u in alice.of("update") for p in u.participants)
+    await alice.close(); await bob.close(); await again.close()

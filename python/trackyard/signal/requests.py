@@ -164,7 +164,14 @@ class ParticipantSignal:
         self.room.mark_active(self.participant)
 
     def on_transport_failed(self) -> None:
-        log.info("media transport of %s failed", self.participant.identity)
+        """ICE or DTLS failed: ask the client to resume (new signal connection + ICE restart),
+        as LiveKit does; the participant keeps its place for the resume window."""
+        p = self.participant
+        log.info("media transport of %s failed; asking the client to resume", p.identity)
+        if p.sink is not None and not p.closed:
+            p.send(rtc.SignalResponse(leave=rtc.LeaveRequest(
+                reason=models.DisconnectReason.MEDIA_FAILURE, action=rtc.LeaveRequest.Action.RESUME)))
+            p.sink.close()
 
     def on_track_received(self, cid: str, mid: str, mime_type: str) -> str | None:
         track = self.participant.pending_tracks.pop(cid, None)
