@@ -44,12 +44,15 @@ def lab(request):
 
 
 @pytest.fixture
-def lab_server(lab):
-    """The SFU in the lab's server namespace: trackyard (or the reference, see above)."""
-    from support.lab_server import LabServer, ReferenceLabServer
+def lab_server(lab, request):
+    """The SFU in the lab's server namespace: trackyard (or the reference, see above).
+    `@pytest.mark.lab_config(signal={...})` overrides config sections for trackyard."""
+    from support.lab_server import LabServer, ReferenceLabServer, lab_config
 
     reference = os.environ.get("TRACKYARD_E2E_REFERENCE", "")
-    server = (ReferenceLabServer(lab, reference) if reference else LabServer(lab)).start()
+    marker = request.node.get_closest_marker("lab_config")
+    config = lab_config(lab, **marker.kwargs) if marker is not None else None
+    server = (ReferenceLabServer(lab, reference) if reference else LabServer(lab, config)).start()
     try:
         yield server
     finally:

@@ -339,3 +339,31 @@ def udp_in_datagrams(lab, ns: str) -> int:
     text = lab.exec(ns, ["cat", "/proc/net/snmp"], timeout=5).stdout
     head, values = [line.split() for line in text.splitlines() if line.startswith("Udp:")][:2]
     return int(values[head.index("InDatagrams")])
+
+
+@pytest.mark.lab_config(signal={"ping_interval": 2, "ping_timeout": 6, "reconnect_timeout": 15})
+async def test_e2e_resume_after_network_outage(lab, lab_server, agents):
+    """B's link goes dark for ~8 s: B's SDK notices the silent signal connection, resumes
+    when the link is back (same participant, ReconnectResponse, ICE restart in its offer) and
+    the tone flows again. (The SDK does not ping while it resumes, so a ping timeout of a few
+    seconds would cut the resumed connection: 6 s is used here, LiveKit's default is 15 s.)"""
+    room, freq = "e2e-resume", 440.0
+    a = agents(0, "alice", room, "publish-audio", freq=freq, duration=LONG)
+    b = agents(1, "bob", room, "subscribe-audio", from_=["alice"], duration=LONG, window=1.0, warmup=0.5)
+    await b.wait_event(lambda e: e.get("event") == "audio_frame_stats" and e.get("rms", 0) > 1000, timeout=JOIN)
+    before = {p["identity"]: p["sid"] for p in await asyncio.to_thread(lab_server.participants, room)}
+
+    lab.set_loss(lab.client_ns[1], 100)  # everything, signaling included
+    await b.wait_event("reconnecting", timeout=15)
+    await asyncio.sleep(2)
+    lab.set_loss(lab.client_ns[1], 0)
+    back = await b.wait_event("reconnected", timeout=20)
+    after_stats = await b.wait_event(lambda e: e.get("event") == "audio_frame_stats" and e.get("rms", 0) > 1000
+                                     and e["wall"] > back["wall"] + 1.0, timeout=10)
+    assert abs(after_stats["freq"] - freq) <= 10.0, reports(a, b)
+    after = {p["identity"]: p["sid"] for p in await asyncio.to_thread(lab_server.participants, room)}
+    assert after == before, "a resume keeps the participants (no rejoin)\n" + lab_server.logs()[-4000:] + b.report(200)
+    logs = lab_server.logs()
+    assert "resumed in room" in logs and "ICE restart" in logs, logs[-3000:]
+    for agent in (a, b):
+        agent.kill()
