@@ -342,14 +342,15 @@ def udp_in_datagrams(lab, ns: str) -> int:
 
 
 @pytest.mark.lab_config(signal={"ping_interval": 2, "ping_timeout": 6, "reconnect_timeout": 15})
-async def test_e2e_resume_after_network_outage(lab, lab_server, agents):
+@pytest.mark.parametrize("v0", [False, True], ids=["v1-single-pc", "v0-two-pcs"])
+async def test_e2e_resume_after_network_outage(lab, lab_server, agents, v0):
     """B's link goes dark for ~8 s: B's SDK notices the silent signal connection, resumes
     when the link is back (same participant, ReconnectResponse, ICE restart in its offer) and
     the tone flows again. (The SDK does not ping while it resumes, so a ping timeout of a few
     seconds would cut the resumed connection: 6 s is used here, LiveKit's default is 15 s.)"""
     room, freq = "e2e-resume", 440.0
     a = agents(0, "alice", room, "publish-audio", freq=freq, duration=LONG)
-    b = agents(1, "bob", room, "subscribe-audio", from_=["alice"], duration=LONG, window=1.0, warmup=0.5)
+    b = agents(1, "bob", room, "subscribe-audio", from_=["alice"], duration=LONG, window=1.0, warmup=0.5, v0=v0)
     await b.wait_event(lambda e: e.get("event") == "audio_frame_stats" and e.get("rms", 0) > 1000, timeout=JOIN)
     before = {p["identity"]: p["sid"] for p in await asyncio.to_thread(lab_server.participants, room)}
 

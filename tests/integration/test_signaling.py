@@ -200,6 +200,7 @@ async def test_resume_keeps_the_participant(server, v1):
     update = await again.expect("update")
     assert {p.identity for p in update.participants} == {"alice", "bob"}
     assert server.node.rooms.get("r1").participants["bob"].sid == sid
+    assert server.node.media.sessions[sid].resumed == 1  # the media session is told (v0 restarts ICE)
     assert (await again.ping()).last_ping_timestamp > 0
     assert not any(p.state == State.DISCONNECTED for u in alice.of("update") for p in u.participants)
     await alice.close(); await again.close()

@@ -32,6 +32,7 @@ class StandInMediaSession:
         self.paused: set[str] = set()
         self.max_layers: dict[str, int] = {}
         self.muted: set[str] = set()
+        self.resumed = 0
         self.closed = False
 
     async def handle_offer(self, offer: rtc.SessionDescription) -> None:
@@ -80,6 +81,9 @@ class StandInMediaSession:
 
     def set_track_muted(self, track_sid: str, muted: bool) -> None:
         (self.muted.add if muted else self.muted.discard)(track_sid)
+
+    def on_resumed(self) -> None:
+        self.resumed += 1
 
     async def close(self) -> None:
         self.closed = True

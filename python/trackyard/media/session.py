@@ -71,6 +71,10 @@ class MediaSession(Protocol):
         """This participant muted or unmuted one of its own published tracks."""
         ...
 
+    def on_resumed(self) -> None:
+        """The client resumed its signal connection (its network may have changed)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -431,6 +431,14 @@ class WebRtcSession:
             self.renegotiate_again = False
             self._offer_subscriber()
 
+    def on_resumed(self) -> None:
+        """v0: the client cannot ICE-restart the subscriber connection (we offer it), so a resume
+        restarts it from our side with a fresh offer and new credentials, as LiveKit does. The
+        client restarts the publisher (and the single v1) connection itself with its next offer."""
+        if self.subscriber is not None and not self.closed:
+            self.subscriber.restart_ice()
+            self._offer_subscriber()
+
     async def handle_trickle(self, trickle: rtc.TrickleRequest) -> None:
         return None  # ICE-lite: the peer's address is learned from its checks
 

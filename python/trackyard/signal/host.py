@@ -224,6 +224,8 @@ class HostSession:
         link.send(rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=everyone)))
         link.send(rtc.SignalResponse(room_update=rtc.RoomUpdate(room=room.to_proto())))
         log.info("participant %s resumed in room %s", participant.identity, room.name)
+        if participant.media is not None:
+            participant.media.on_resumed()
         await self._serve(room, participant, handler)
 
     # --- the read loop ----------------------------------------------------------------
