@@ -98,12 +98,15 @@ async def stop_all(*agents: SdkAgent) -> None:
 
 # --- tests ----------------------------------------------------------------------------
 @pytest.mark.parametrize("lab", [3], indirect=True)
-async def test_e2e_video_simulcast_quality(lab, lab_server, agents, tmp_path):
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+async def test_e2e_video_simulcast_quality(lab, lab_server, agents, tmp_path, codec):
     """A publishes 1280x720 simulcast; B and C decode the top layer with the right picture;
     B asks for LOW and gets the q layer's size (320x180) while C keeps 1280x720."""
     room = "e2e-video"
-    a = agents(0, "alice", room, "publish-video", duration=LONG, width=PUB_WIDTH, height=PUB_HEIGHT, fps=PUB_FPS)
+    a = agents(0, "alice", room, "publish-video", duration=LONG, width=PUB_WIDTH, height=PUB_HEIGHT, fps=PUB_FPS,
+               codec=codec)
     published = await a.wait_event("video_published", timeout=JOIN)
+    assert published["codec"] == codec
     switch = tmp_path / "bob-low"
     b = agents(1, "bob", room, "subscribe-video", duration=LONG, quality="low", quality_file=switch)
     c = agents(2, "carol", room, "subscribe-video", duration=LONG)
@@ -115,6 +118,9 @@ async def test_e2e_video_simulcast_quality(lab, lab_server, agents, tmp_path):
     # and it is the picture that was sent
     for sub in (b, c):
         await picture_or_fail(sub, a, size=TOP)
+    tracks = [t for p in await asyncio.to_thread(lab_server.participants, room) if p["identity"] == "alice"
+              for t in p["tracks"]]
+    assert [t["mime"].lower() for t in tracks] == [f"video/{codec}"], tracks  # what the server forwards
 
     # bob asks for LOW; bob's frames become 320x180, carol's stay 1280x720
     switch.touch()

@@ -23,7 +23,8 @@ def _participant(p: models.ParticipantInfo) -> dict:
         "identity": p.identity,
         "sid": p.sid,
         "state": models.ParticipantInfo.State.Name(p.state),
-        "tracks": [{"sid": t.sid, "type": models.TrackType.Name(t.type), "muted": t.muted} for t in p.tracks],
+        "tracks": [{"sid": t.sid, "type": models.TrackType.Name(t.type), "muted": t.muted, "mime": t.mime_type}
+                   for t in p.tracks],
     }
 
 
