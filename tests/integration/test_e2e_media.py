@@ -162,7 +162,7 @@ async def test_e2e_audio_and_video_from_one_publisher(lab, lab_server, agents, v
 async def test_e2e_mute_unmute(lab, lab_server, agents, tmp_path):
     """A mutes its camera, then unmutes it: B sees track_muted then track_unmuted, the
     server's TrackInfo says muted, no picture reaches B while muted, and it resumes."""
-    room, muted_for, control = "e2e-mute", 4.0, tmp_path / "alice"
+    room, muted_for, control = "e2e-mute", 5.0, tmp_path / "alice"
     b = agents(1, "bob", room, "subscribe-video", duration=LONG)
     await b.wait_event("connected", timeout=JOIN)
     a = agents(0, "alice", room, "publish-video,mute-cycle", duration=LONG, control_file=control)

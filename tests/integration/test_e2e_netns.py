@@ -117,6 +117,10 @@ async def test_e2e_audio_tone(lab, lab_server, agents, v0):
 
     for agent in (a, b):
         assert await agent.wait_exit(15) == 0, reports(agent)
+    # the server's connection_quality updates reach the SDK (for the publisher and for itself)
+    qualities = {(e["identity"], e["quality"]) for e in b.events("connection_quality")}
+    assert {identity for identity, _ in qualities} >= {"alice", "bob"}, reports(b)
+    assert all("EXCELLENT" in q or "GOOD" in q for _, q in qualities), qualities
     measured = [e["freq"] for e in b.events("audio_frame_stats") if e["rms"] > 1000]
     print(f"measured frequencies (Hz) per 1 s window: {measured}")
     assert measured and all(abs(f - freq) <= 10.0 for f in measured), reports(b)

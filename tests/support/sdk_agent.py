@@ -382,6 +382,12 @@ class Agent:
                  sender=packet.participant.identity if packet.participant else None, topic=packet.topic,
                  kind="reliable" if packet.kind == rtc.DataPacketKind.KIND_RELIABLE else "lossy")
 
+        @room.on("connection_quality_changed")
+        def _(participant, quality):
+            from livekit.protocol import models  # the SDK's enum carries LiveKit's protocol values
+            emit("connection_quality", identity=participant.identity,
+                 quality=models.ConnectionQuality.Name(int(quality)))
+
         @room.on("active_speakers_changed")
         def _(speakers):
             emit("active_speakers_changed", speakers=[s.identity for s in speakers])

@@ -88,7 +88,7 @@ class Participant:
         self.media: MediaSession | None = None
         self.signal_lost_at: float | None = None  # monotonic time the signal dropped without leave
         self.was_active = False
-        self.quality: int = models.ConnectionQuality.EXCELLENT  # last one told to the room
+        self.quality: int | None = None  # last connection quality told to the room
         self.closed = False
 
     # --- classification -------------------------------------------------------------
