@@ -24,7 +24,7 @@ from pathlib import Path
 from trackyard.config import Config, config_to_yaml, load_config
 
 from support.netns import LabProcess, NetLab
-from support.servers import API_KEY, API_SECRET
+from support.servers import API_KEY, API_SECRET, server_argv, server_env
 
 LAB_API = Path(__file__).resolve().with_name("lab_api.py")
 _LISTENING = re.compile(r"trackyard\b[^\n]* listening on")  # "trackyard listening on", "trackyard (role all) listening on"
@@ -72,11 +72,8 @@ class LabServer:
         return f"http://127.0.0.1:{self.config.port}"
 
     def start(self, timeout: float = 20.0) -> "LabServer":
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.process = self.lab.run(self.lab.server_ns,
-                                    [sys.executable, "-m", "trackyard", "server", "--config", str(self.config_path)],
-                                    env=env, stdout=self.log_path, stderr=self.log_path.with_suffix(".stderr"))
+        self.process = self.lab.run(self.lab.server_ns, server_argv(self.config_path), env=server_env(),
+                                    stdout=self.log_path, stderr=self.log_path.with_suffix(".stderr"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.process.alive():

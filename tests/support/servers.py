@@ -57,6 +57,18 @@ def make_config(**sections) -> Config:
     return cfg
 
 
+def server_env() -> dict[str, str]:
+    """The environment a test server runs with: ours, minus LiveKit variables that would
+    override its config (LIVEKIT_KEYS, LIVEKIT_CONFIG, ...)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def server_argv(config_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "trackyard", "server", "--config", str(config_path), *extra]
+
+
 class ServerProcess:
     def __init__(self, config: Config, *, extra_args: tuple[str, ...] = ()) -> None:
         self.config = config
@@ -76,12 +88,9 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.config.port}"
 
     def start(self, timeout: float = 20.0) -> "ServerProcess":
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trackyard", "server", "--config", str(self.config_path), *self.extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env,
-        )
+        self.proc = subprocess.Popen(server_argv(self.config_path, *self.extra_args),
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=server_env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
