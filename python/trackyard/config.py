@@ -20,7 +20,7 @@ Accepted keys (anything else is rejected, naming the full dotted key)::
     etcd: {endpoints: [], prefix: /trackyard/, username: "", password: "",   # trackyard-specific;
            ca_file: "", cert_file: "", key_file: "", dial_timeout: 3.0}    # no endpoints = single node
     node: {role: all, id: "", grpc_port: 7890, grpc_bind: "", grpc_address: "",  # trackyard-specific:
-           lease_ttl: 10, load_interval: 3.0,                                   # cluster roles
+           lease_ttl: 10, load_interval: 3.0, drain_timeout: 60,                # cluster roles
            capacity: {max_rooms: 0, max_participants: 0, max_tracks: 0, max_bandwidth: 0}}
 
 Sources, in order: ``body`` argument, else the file at ``path``, else the ``LIVEKIT_CONFIG``
@@ -154,6 +154,7 @@ class NodeConfig:
     grpc_address: str = ""        # "host:port" control nodes dial; "" = rtc.node_ip or the bind address
     lease_ttl: int = 10           # seconds: the node's etcd lease (its records vanish this long after a crash)
     load_interval: float = 3.0    # seconds between load reports
+    drain_timeout: float = 60.0   # seconds: SIGTERM on a media node moves its rooms away within this, then exits
     capacity: NodeCapacityConfig = field(default_factory=NodeCapacityConfig)
 
     @property
@@ -197,6 +198,7 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "node.grpc_port": _PORT,
     "node.lease_ttl": (2, 3600),
     "node.load_interval": (0.1, 3600),
+    "node.drain_timeout": (0, 86400),
     **{f"node.capacity.{f.name}": (0, None) for f in dataclasses.fields(NodeCapacityConfig)},
     **{f"limit.{f.name}": (1, None) for f in dataclasses.fields(LimitConfig)},
 }

@@ -65,6 +65,33 @@ class Server:
     host: SignalHost | None = None
     router: Router | None = None
     cluster: dict = field(default_factory=dict)  # store, directory, placement, clients, media_role
+    drain_timeout: float = 60.0
+    draining: bool = False
+
+    async def ready(self) -> tuple[bool, str]:
+        """The /readyz answer: able to place and host rooms. Never ready while draining; on
+        cluster roles, only while etcd answers (and a media node is registered)."""
+        if self.draining:
+            return False, "draining"
+        media_role = self.cluster.get("media_role")
+        if media_role is not None:
+            return await media_role.ready()
+        store = self.cluster.get("store")
+        if store is not None:
+            from trackyard.cluster import EtcdUnavailable
+            try:
+                await store.get("nodes/")
+            except EtcdUnavailable as exc:
+                return False, str(exc)
+        return True, "ready"
+
+    async def drain(self) -> None:
+        """The first SIGTERM: a node that hosts rooms in a cluster moves them away (within
+        ``node.drain_timeout``); other nodes have nothing to drain."""
+        self.draining = True
+        media_role = self.cluster.get("media_role")
+        if media_role is not None:
+            await media_role.drain(self.drain_timeout)
 
 
 def build_server(config: Config, *, media: MediaBackend | None = None) -> Server:
@@ -77,7 +104,7 @@ def build_server(config: Config, *, media: MediaBackend | None = None) -> Server
                                 include_events=wh.include_events or None, exclude_events=wh.exclude_events or None)
     app = web.Application(client_max_size=config.limit.max_api_request_body_size,
                           middlewares=[_double_slash_middleware])
-    server = Server(node_id=node_id, role=role, app=app, webhooks=hooks)
+    server = Server(node_id=node_id, role=role, app=app, webhooks=hooks, drain_timeout=config.node.drain_timeout)
     engine: MediaEngine | None = None
     admin: RoomAdmin | None = None
     if config.node.hosts_rooms:
@@ -103,7 +130,14 @@ def build_server(config: Config, *, media: MediaBackend | None = None) -> Server
         twirp.add_twirp_routes(app, [RoomService(config, server.router).service()], authenticate,
                                max_body_bytes=config.limit.max_api_request_body_size)
     app.router.add_get("/", _health)
+    app.router.add_get("/healthz", _health)
     cluster = server.cluster
+
+    async def readyz(_request: web.Request) -> web.Response:
+        ready, text = await server.ready()
+        return web.Response(status=200 if ready else 503, text=text)
+
+    app.router.add_get("/readyz", readyz)
 
     async def on_startup(_app: web.Application) -> None:
         if engine is not None:
@@ -205,10 +239,38 @@ async def serve(config: Config, *, media: MediaBackend | None = None) -> None:
              server.role, ", ".join(config.bind_addresses), config.port, engine_version(),
              " debug build" if is_debug_build() else "", type(asyncio.get_running_loop()).__module__,
              server.node_id)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await run_until_stopped(server)
     log.info("shutting down")
     await runner.cleanup()
+
+
+async def run_until_stopped(server: Server) -> None:
+    """Until SIGINT, or SIGTERM. The first SIGTERM on a node that hosts rooms in a cluster
+    drains it first (see `roles.media`); a second SIGTERM (or SIGINT) stops at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    drain: asyncio.Task | None = None
+
+    def on_sigterm() -> None:
+        nonlocal drain
+        if drain is not None or "media_role" not in server.cluster:
+            if drain is not None:
+                log.info("second SIGTERM: stopping now")
+            stop.set()
+            return
+        log.info("SIGTERM: draining (a second SIGTERM stops at once)")
+        drain = loop.create_task(server.drain())
+        drain.add_done_callback(lambda _t: stop.set())
+
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    await stop.wait()
+    if drain is not None and not drain.done():
+        drain.cancel()
+    if drain is not None:
+        try:
+            await drain
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("drain failed")

@@ -11,6 +11,8 @@ async def test_server_process_health_and_validate():
     try:
         status, body, _ = await http_get(server.url + "/")
         assert (status, body) == (200, "OK")
+        assert (await http_get(server.url + "/healthz"))[:2] == (200, "OK")
+        assert (await http_get(server.url + "/readyz"))[:2] == (200, "ready")  # single node: no etcd to ask
         status, body, headers = await http_get(server.url + "/rtc/validate")
         assert status == 401 and headers.get("Access-Control-Allow-Origin") == "*"
         token = join_token("alice", "r1")

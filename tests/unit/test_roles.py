@@ -37,7 +37,7 @@ def err(body: str, **kw) -> ConfigError:
 def test_node_defaults_are_the_single_process_server():
     cfg = load("")
     assert cfg.node == NodeConfig(role="all", id="", grpc_port=7890, grpc_bind="", grpc_address="", lease_ttl=10,
-                                  load_interval=3.0, capacity=NodeCapacityConfig(0, 0, 0, 0))
+                                  load_interval=3.0, drain_timeout=60.0, capacity=NodeCapacityConfig(0, 0, 0, 0))
     assert cfg.node.hosts_rooms and cfg.node.serves_clients and not cfg.etcd.enabled
 
 
@@ -52,9 +52,10 @@ def test_every_node_key_and_round_trip():
           grpc_address: media-a.internal:9100
           lease_ttl: 5
           load_interval: 1
+          drain_timeout: 7.5
           capacity: {max_rooms: 10, max_participants: 200, max_tracks: 400, max_bandwidth: 1000000000}
     """)
-    assert cfg.node == NodeConfig("media", "ND_a", 9100, "10.0.0.2", "media-a.internal:9100", 5, 1.0,
+    assert cfg.node == NodeConfig("media", "ND_a", 9100, "10.0.0.2", "media-a.internal:9100", 5, 1.0, 7.5,
                                   NodeCapacityConfig(10, 200, 400, 1_000_000_000))
     assert not cfg.node.serves_clients and cfg.node.hosts_rooms
     assert load_config(body=config_to_yaml(cfg), env={}) == cfg
@@ -68,6 +69,9 @@ def test_every_node_key_and_round_trip():
     (ETCD + "node: {grpc_port: 7880}\n", "node.grpc_port", "conflicts"),
     (ETCD + "node: {grpc_address: 'nohost'}\n", "node.grpc_address", "host:port"),
     (ETCD + "node: {lease_ttl: 1}\n", "node.lease_ttl", "between"),
+    (ETCD + "node: {drain_timeout: -1}\n", "node.drain_timeout", "between"),
+    (ETCD + "node: {drain_timeout: 100000}\n", "node.drain_timeout", "between"),
+    (ETCD + "node: {drain_timeout: soon}\n", "node.drain_timeout", ""),
     (ETCD + "node: {capacity: {max_rooms: -1}}\n", "node.capacity.max_rooms", ">= 0"),
     (ETCD + "node: {capacity: {rooms: 1}}\n", "node.capacity.rooms", "unknown key"),
 ])

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from trackyard import errors
+from trackyard.cluster.registry import DRAINING
 from trackyard.roles.router import Admin, Route
 from trackyard.rpc.client import NodeClients, unreachable
 
@@ -33,6 +34,10 @@ class ClusterRouter:
         # same sid and claims its record again; a room meanwhile placed elsewhere is closed
         # there and its clients rejoin (see roles.media).
         record = self.placement.cached(room_name)
+        if record is not None and self._draining(record.node_id):
+            # a draining node releases its rooms' records as it moves them: the copy may be
+            # stale, and a draining node creates no room, so ask etcd
+            record = await self.placement.lookup(room_name)
         if record is None or not self._reachable(record.node_id):
             if place:
                 record = await self.placement.place_room(room_name)
@@ -41,6 +46,10 @@ class ClusterRouter:
                 if record is None:
                     return None
         return self._route_to(record.node_id, record.room_sid)
+
+    def _draining(self, node_id: str) -> bool:
+        view = self.directory.get(node_id)
+        return view is not None and view.info.state == DRAINING
 
     def _reachable(self, node_id: str) -> bool:
         return (self.local is not None and node_id == self.local.node_id) or self.directory.get(node_id) is not None

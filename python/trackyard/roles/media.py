@@ -13,8 +13,18 @@
 - After a re-registration under a new lease (etcd expired the old one while this node was
   cut off), the rooms it still hosts are claimed again; a room placed elsewhere meanwhile is
   lost and closed here, and its clients are told to rejoin (they reach the room's new home).
-- Stopping (SIGTERM): the lease is revoked first, so the node and its room records vanish
-  and new joins go elsewhere; then the rooms close, telling clients to rejoin.
+- Draining (the first SIGTERM, see :meth:`MediaRole.drain`): the node is marked ``draining``
+  in etcd (placement picks it no more) and creates no new room; then its rooms are moved one
+  at a time: the room's placement record is released (so the next join places the room on a
+  serving node) and the room closes with leave{RECONNECT}, so the SDKs rejoin through a
+  control node and land on the room's new home. The moves are spread over at most half of
+  ``node.drain_timeout`` and at most ``DRAIN_GAP`` seconds apart: a burst of rejoins neither
+  hits the control nodes at once nor piles every room on whichever node looked least loaded
+  in the last load report (placement sees each move's load before the next one). When no
+  participant is left the drain ends; at the deadline whatever remains is closed the same way.
+- Stopping (after a drain, or a second SIGTERM): the lease is revoked first, so the node and
+  its room records vanish and new joins go elsewhere; then the rooms close, telling clients
+  to rejoin.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from livekit.protocol import models
 from trackyard.cluster import EtcdStore, EtcdUnavailable, LeaseNotFound, NodeCapacity, NodeInfo, NodeLoad, NodeRegistry
 from trackyard.cluster import RoomRecord
 from trackyard.cluster import claim_rooms, release_room
-from trackyard.cluster.registry import CpuSampler
+from trackyard.cluster.registry import DRAINING, CpuSampler
 from trackyard.config import Config
 from trackyard.context import NodeContext
 from trackyard.rooms.admin import RoomAdmin
@@ -40,6 +50,8 @@ from trackyard.signal.host import SignalHost
 log = logging.getLogger(__name__)
 
 WILDCARDS = ("", "0.0.0.0", "::", "[::]")
+DRAIN_GAP = 1.0  # seconds: the longest pause between two room moves of a drain
+DRAINING_TEXT = "node is draining"
 
 
 def advertised_host(config: Config) -> str:
@@ -67,6 +79,7 @@ class MediaRole:
         self.relay = None
         self.registry: NodeRegistry | None = None
         self.stopping = False
+        self.draining = False
         self._cpu = CpuSampler()
         self._tasks: set[asyncio.Task] = set()
         cfg = self.config.node
@@ -154,6 +167,78 @@ class MediaRole:
             # the record stays until this node's lease goes; a join it attracts meanwhile
             # simply creates the room here again, under the same sid
             log.info("could not release room %s (etcd unreachable)", record.room_name)
+
+    @property
+    def participants(self) -> int:
+        return sum(len(r.participants) for r in self.node.rooms.rooms.values() if not r.closed)
+
+    async def ready(self) -> tuple[bool, str]:
+        """For /readyz: registered in etcd, etcd answering, not draining."""
+        if self.draining or self.stopping:
+            return False, "draining"
+        if self.registry is None or not self.registry.registered:
+            return False, "not registered in etcd"
+        try:
+            await self.store.get("nodes/" + self.node.node_id)
+        except EtcdUnavailable as exc:
+            return False, str(exc)
+        return True, "ready"
+
+    async def drain(self, timeout: float) -> float:
+        """Mark the node draining and move its rooms away (see the module docstring) within
+        ``timeout`` seconds; returns how long it took. Cancel it to give up (second SIGTERM)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + timeout
+        self.draining = True
+        self.node.rooms.refusing = DRAINING_TEXT
+        rooms = [r for r in self.node.rooms.rooms.values() if not r.closed]
+        log.info("draining: %d room(s), %d participant(s), deadline %.1fs", len(rooms), self.participants, timeout)
+        if self.registry is not None:
+            try:
+                async with asyncio.timeout(max(min(timeout, 5.0), 0.1)):
+                    await self.registry.set_state(DRAINING)  # written now, or by the registry once etcd answers
+            except TimeoutError:
+                log.warning("draining: could not mark the node draining in etcd yet")
+        # largest rooms first: they take longest to settle elsewhere
+        rooms.sort(key=lambda r: len(r.participants), reverse=True)
+        gap = min(DRAIN_GAP, 0.5 * timeout / len(rooms)) if rooms else 0.0
+        for i, room in enumerate(rooms):
+            if loop.time() >= deadline:
+                break
+            if i:
+                await asyncio.sleep(max(0.0, min(gap, deadline - loop.time())))
+            await self._move(room, deadline - loop.time())
+        # rooms joined meanwhile (a control node's stale route) are moved too, until the deadline
+        while self.participants and loop.time() < deadline:
+            for room in [r for r in self.node.rooms.rooms.values() if not r.closed and r.participants]:
+                await self._move(room, deadline - loop.time())
+            await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
+        left = [r for r in self.node.rooms.rooms.values() if not r.closed]
+        if left:
+            log.info("draining: deadline reached, closing %d remaining room(s)", len(left))
+            for room in left:
+                room.close(models.DisconnectReason.SERVER_SHUTDOWN, rejoin=True)
+        took = loop.time() - started
+        log.info("drained in %.2fs", took)
+        return took
+
+    async def _move(self, room: Room, budget: float) -> None:
+        """Release the room's record (the next join places it elsewhere), then tell its
+        participants to rejoin."""
+        if room.closed:
+            return
+        record = RoomRecord(room.name, self.node.node_id, room.sid, int(room.created_at))
+        try:
+            async with asyncio.timeout(max(min(budget, 5.0), 0.1)):
+                await release_room(self.store, record)
+        except (EtcdUnavailable, TimeoutError):
+            # the rejoin then reaches this node again while the record stays; it is refused
+            # (no new room here), and the lease revocation on exit frees the name
+            log.info("draining: could not release room %s (etcd unreachable)", room.name)
+        if not room.closed:
+            log.info("draining: moving room %s (%d participant(s))", room.name, len(room.participants))
+            room.close(models.DisconnectReason.SERVER_SHUTDOWN, rejoin=True)
 
     async def stop(self) -> None:
         """Leave the cluster: revoke the lease (node and room records vanish), close the rooms

@@ -33,6 +33,7 @@ class RoomManager:
         self.rooms: dict[str, Room] = {}
         self.on_created: list[Callable[[Room], None]] = []  # called after a room was created
         self.on_closed: list[Callable[[Room], None]] = []  # called after a room closed
+        self.refusing: str = ""  # non-empty (the reason): no new room may be created (a draining node)
         self._sweeper: asyncio.Task | None = None
 
     # --- lifecycle --------------------------------------------------------------------
@@ -90,6 +91,8 @@ class RoomManager:
         self._check_metadata(request.metadata)
         room = self.rooms.get(request.name)
         if room is None:
+            if self.refusing:
+                raise errors.Unavailable(self.refusing)
             defaults = self.config.room
             room = Room(
                 request.name,

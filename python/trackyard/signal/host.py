@@ -57,6 +57,8 @@ class SignalHost:
         video = admission.grants.video
         assert video is not None
         room = self.node.rooms.get(admission.room_name)
+        if room is None and self.node.rooms.refusing:
+            raise Refused(503, self.node.rooms.refusing)
         if room is None and not (self.node.config.room.auto_create or video.room_create):
             raise Refused(404, "requested room does not exist")
         if room is not None and room.is_full_for(admission.grants.identity,
@@ -79,6 +81,8 @@ class SignalHost:
             raise Refused(500, exc.msg) from None
         except errors.InvalidArgument as exc:
             raise Refused(400, exc.msg) from None
+        except errors.Unavailable as exc:  # a draining node creates no room
+            raise Refused(503, exc.msg) from None
         return HostSession(self, admission, room, participant)
 
     def _new_participant(self, admission: Admission) -> Participant:
