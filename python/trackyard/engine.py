@@ -49,6 +49,10 @@ class TransportHandler(Protocol):
 
     def on_consent_lost(self) -> None: ...
 
+    def on_fault(self) -> None:
+        """Handling this transport's traffic panicked in the engine; the transport is gone."""
+        ...
+
     def on_new_stream(self, stream: NewStream) -> None: ...
 
 
@@ -75,7 +79,7 @@ class MediaListener(Protocol):
         """Every ~2 s: one dict per received stream (kind "inbound") and down-track ("outbound")."""
 
 
-TRANSPORT_EVENTS = frozenset({"dtls", "bound", "consent_lost", "new_stream"})
+TRANSPORT_EVENTS = frozenset({"dtls", "bound", "consent_lost", "new_stream", "fault"})
 
 
 class MediaEngine:
@@ -133,6 +137,9 @@ class MediaEngine:
             handler.on_bound(event[2], event[3])
         elif kind == "consent_lost":
             handler.on_consent_lost()
+        elif kind == "fault":
+            self._handlers.pop(event[1], None)  # the engine already removed the transport
+            handler.on_fault()
         elif kind == "new_stream":
             handler.on_new_stream(NewStream(*event[2:]))
 
@@ -176,6 +183,10 @@ class MediaEngine:
     def restart_ice(self, handle: int, ufrag: str, pwd: str) -> None:
         """New local ICE credentials for a transport (an ICE restart); DTLS and SRTP stay."""
         self._engine.restart_ice(handle, ufrag, pwd)
+
+    def inject_fault(self, handle: int) -> None:
+        """Test hook: the engine panics on this transport's next SRTP datagram."""
+        self._engine.inject_fault(handle)
 
     def remove_transport(self, handle: int) -> None:
         self._handlers.pop(handle, None)

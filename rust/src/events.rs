@@ -17,6 +17,8 @@ pub enum Event {
     Dtls { transport: u32, data: Vec<u8> },
     /// No valid ICE check for the consent timeout: the peer is gone.
     ConsentLost { transport: u32 },
+    /// Handling this transport's traffic panicked: the transport was removed.
+    Fault { transport: u32 },
     /// An RTP stream the engine has no route for yet: Python decides which track it is.
     NewStream { transport: u32, ssrc: u32, payload_type: u8, mid: String, rid: String, rrid: String },
     /// The set of layers a track's publisher is sending changed (indexes, lowest first).

@@ -78,6 +78,7 @@ fn event_to_py<'py>(py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTupl
         }
         Event::Dtls { transport, data } => ("dtls", transport, PyBytes::new(py, &data)).into_pyobject(py),
         Event::ConsentLost { transport } => ("consent_lost", transport).into_pyobject(py),
+        Event::Fault { transport } => ("fault", transport).into_pyobject(py),
         Event::NewStream { transport, ssrc, payload_type, mid, rid, rrid } => {
             ("new_stream", transport, ssrc, payload_type, mid, rid, rrid).into_pyobject(py)
         }
@@ -210,6 +211,12 @@ impl Engine {
             return Err(PyValueError::new_err("ICE ufrag must be non-empty without ':' and pwd at least 22 chars"));
         }
         self.send(Command::RestartIce { id: transport, ufrag, pwd })
+    }
+
+    /// Test hook: make the worker panic on this transport's next SRTP datagram, to check that a
+    /// panic removes one transport (and Python closes its room) while the node goes on.
+    fn inject_fault(&self, transport: u32) -> PyResult<()> {
+        self.send(Command::InjectFault { id: transport })
     }
 
     fn remove_transport(&self, transport: u32) -> PyResult<()> {

@@ -8,6 +8,7 @@ packets to B with A's identity stamped.
 import asyncio
 
 import pytest
+from livekit.protocol import models, rtc
 
 from support.aiortc_client import AiortcParticipant, SineTrack, loopback_only
 from support.servers import InProcessServer, make_config, wait_for
@@ -100,3 +101,44 @@ async def test_speakers_and_connection_quality(media_server):
                                                                      for s in m.speakers), timeout=10)
     assert gone
     await bob.close()
+
+
+async def test_engine_panic_closes_one_room_not_the_node(media_server):
+    """A panic in the engine on one participant's traffic closes that participant's room
+    (its clients are told to rejoin); another room keeps its audio and the node keeps serving."""
+    server = media_server
+    engine = server.node.media.engine
+    alice = await AiortcParticipant.join_v1(server.ws_url, join_token("alice", "hurt"), "alice",
+                                            publish=SineTrack(440))
+    carol = await AiortcParticipant.join_v1(server.ws_url, join_token("carol", "fine"), "carol",
+                                            publish=SineTrack(660))
+    for p in (alice, carol):
+        await p.wait_connected(p.pc)
+    for room_name, identity in (("hurt", "alice"), ("fine", "carol")):
+        room = server.node.rooms.get(room_name)
+        await wait_for(lambda room=room, identity=identity: room.participants[identity].tracks, timeout=10,
+                       what=f"{identity}'s track published")
+    bob = await AiortcParticipant.join_v0(server.ws_url, join_token("bob", "hurt"), "bob")
+    dave = await AiortcParticipant.join_v0(server.ws_url, join_token("dave", "fine"), "dave")
+    for p in (bob, dave):
+        await p.wait_connected(p.sub_pc)
+    await wait_for(lambda: len(bob.audio) > 50 and len(dave.audio) > 50, timeout=15, what="audio in both rooms")
+
+    hurt = server.node.rooms.get("hurt")
+    engine.inject_fault(hurt.participants["alice"].media.publisher.handle)
+    leave = await bob.signal.expect("leave", timeout=10)
+    assert leave.reason == models.DisconnectReason.MEDIA_FAILURE
+    assert leave.action == rtc.LeaveRequest.Action.RECONNECT
+    await wait_for(lambda: server.node.rooms.get("hurt") is None, timeout=5, what="room closed")
+    assert engine.stats()["panics"] == 1
+
+    # the other room carries on: dave keeps hearing 660 Hz after the fault
+    heard = len(dave.audio)
+    await wait_for(lambda: len(dave.audio) > heard + 50, timeout=10, what="audio after the fault")
+    assert abs(dave.audio_frequency() - 660) < 10
+    assert server.node.rooms.get("fine") is not None
+    # and the node still admits new participants
+    eve = await AiortcParticipant.join_v0(server.ws_url, join_token("eve", "fine"), "eve")
+    await eve.wait_connected(eve.sub_pc)
+    for p in (alice, bob, carol, dave, eve):
+        await p.close()

@@ -23,6 +23,10 @@ class MediaEvents(Protocol):
 
     def on_transport_failed(self) -> None: ...
 
+    def on_media_fault(self) -> None:
+        """The media engine failed (panicked) on this participant's traffic."""
+        ...
+
     def on_track_received(self, cid: str, mid: str, mime_type: str) -> str | None:
         """Media for a pending AddTrack arrived; returns the published track's sid."""
         ...

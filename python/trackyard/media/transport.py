@@ -38,7 +38,8 @@ def _ice_token(length: int) -> str:
 class PeerTransport:
     def __init__(self, engine: MediaEngine, certificate: RTCCertificate, *, label: str,
                  on_connected: Callable[[], None], on_failed: Callable[[], None],
-                 on_message: Callable[[str, bytes], None], on_new_stream: Callable[[NewStream], None]) -> None:
+                 on_message: Callable[[str, bytes], None], on_new_stream: Callable[[NewStream], None],
+                 on_fault: Callable[[], None]) -> None:
         self.engine = engine
         self.label = label
         self.ufrag = _ice_token(8)
@@ -53,6 +54,7 @@ class PeerTransport:
         self._on_failed = on_failed
         self._on_message = on_message
         self._on_new_stream = on_new_stream
+        self._on_fault = on_fault
         self._started = False
         self._task: asyncio.Task | None = None
         self.remote_address: tuple[str, int] | None = None
@@ -73,6 +75,11 @@ class PeerTransport:
 
     def on_new_stream(self, stream: NewStream) -> None:
         self._on_new_stream(stream)
+
+    def on_fault(self) -> None:
+        log.error("%s: the media engine failed on this transport's traffic", self.label)
+        self.closed = True  # the engine removed it already
+        self._on_fault()
 
     # --- negotiation ------------------------------------------------------------------
     def restart_ice(self) -> None:

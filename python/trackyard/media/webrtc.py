@@ -187,6 +187,7 @@ class WebRtcSession:
             on_failed=self.events.on_transport_failed if primary else (lambda: None),
             on_message=self._on_message,
             on_new_stream=self._on_new_stream,
+            on_fault=self.events.on_media_fault,
         )
         return transport
 

@@ -173,6 +173,12 @@ class ParticipantSignal:
                 reason=models.DisconnectReason.MEDIA_FAILURE, action=rtc.LeaveRequest.Action.RESUME)))
             p.sink.close()
 
+    def on_media_fault(self) -> None:
+        """A bug in the media engine hit this participant's traffic: its room is closed (the
+        clients are told to rejoin, getting a fresh room); the node and other rooms go on."""
+        log.error("media engine fault on %s: closing room %s", self.participant.identity, self.room.name)
+        self.room.close(models.DisconnectReason.MEDIA_FAILURE, rejoin=True)
+
     def on_track_received(self, cid: str, mid: str, mime_type: str) -> str | None:
         track = self.participant.pending_tracks.pop(cid, None)
         if track is None:

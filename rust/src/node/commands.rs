@@ -19,6 +19,11 @@ impl Node {
                 self.transports.insert(id, Transport::new(ufrag, pwd, now, ssrc));
             }
             Command::RemoveTransport { id } => self.remove_transport(id),
+            Command::InjectFault { id } => {
+                if let Some(t) = self.transports.get_mut(&id) {
+                    t.fault_injected = true;
+                }
+            }
             Command::RestartIce { id, ufrag, pwd } => {
                 // new local credentials; the bound address, DTLS and SRTP stay until a check
                 // with the new credentials arrives from wherever the peer now is
@@ -156,7 +161,7 @@ impl Node {
         }
     }
 
-    fn remove_transport(&mut self, id: u32) {
+    pub(super) fn remove_transport(&mut self, id: u32) {
         let Some(t) = self.transports.remove(&id) else { return };
         self.by_ufrag.remove(&t.ufrag);
         if let Some(addr) = t.addr {

@@ -51,6 +51,7 @@ pub enum Command {
     AddTransport { id: u32, ufrag: String, pwd: String },
     RemoveTransport { id: u32 },
     RestartIce { id: u32, ufrag: String, pwd: String },
+    InjectFault { id: u32 },
     SendDtls { id: u32, data: Vec<u8> },
     SetSrtp { id: u32, profile: SrtpProfile, local: Vec<u8>, remote: Vec<u8> },
     SetExtensions { id: u32, ext: ExtIds },
@@ -99,6 +100,8 @@ pub struct Node {
     dt_track: IdMap<u32, u32>,
     scratch: Vec<u8>,
     seq_scratch: Vec<u16>,
+    /// The transport whose datagram is being handled (named in a fault event on a panic).
+    current: Option<u32>,
     timers: Timers,
     seed: u64,
 }
@@ -126,6 +129,7 @@ impl Node {
             dt_routes: IdMap::default(),
             dt_track: IdMap::default(),
             scratch: vec![0u8; MAX_DATAGRAM + 64],
+            current: None,
             seq_scratch: Vec::with_capacity(1024),
             timers: Timers::default(),
             seed,
@@ -146,14 +150,23 @@ impl Node {
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
     }
 
-    /// Runs `f`, catching a panic: the input is dropped and counted, the node goes on.
+    /// Runs `f`, catching a panic: the input is dropped and counted, the node goes on. When
+    /// the panic happened on a peer transport's datagram, that transport is removed (its state
+    /// may be inconsistent) and reported as a fault, so that Python closes the one room
+    /// involved; every other room keeps forwarding.
     fn guarded(&mut self, f: impl FnOnce(&mut Self)) {
+        self.current = None;
         if catch_unwind(AssertUnwindSafe(|| f(self))).is_err() {
             Stats::bump(&self.stats.panics);
             if self.scratch.len() < MAX_DATAGRAM + 64 {
                 self.scratch = vec![0u8; MAX_DATAGRAM + 64];
             }
+            if let Some(id) = self.current.take() {
+                self.remove_transport(id);
+                self.pending.push(Event::Fault { transport: id });
+            }
         }
+        self.current = None;
     }
 
     /// Runs until a Shutdown command (or the command channel closes).
@@ -242,6 +255,10 @@ impl Node {
             return;
         };
         let is_rtcp = trackyard_core::rtcp::is_rtcp(&self.scratch[..len]);
+        self.current = Some(id);
+        if self.transports.get(&id).is_some_and(|t| t.fault_injected) {
+            panic!("fault injected on transport {id}");
+        }
         let Some(rx) = self.transports.get_mut(&id).and_then(|t| t.rx.as_mut()) else {
             Stats::bump(&self.stats.srtp_failures);
             return;

@@ -121,6 +121,8 @@ pub struct Transport {
     pub ext: ExtIds,
     /// SSRCs already reported as new streams.
     pub reported: Vec<u32>,
+    /// Test hook: the next SRTP datagram from this transport panics (see `Engine.inject_fault`).
+    pub fault_injected: bool,
     /// Our SSRC in the RTCP we send on this transport (RR, NACK, PLI, TWCC).
     pub rtcp_ssrc: u32,
     /// Next transport-wide sequence number stamped on packets we send.
@@ -146,6 +148,7 @@ impl Transport {
             tx: None,
             ext: ExtIds::default(),
             reported: Vec::new(),
+            fault_injected: false,
             rtcp_ssrc,
             twcc_out: (rtcp_ssrc >> 3) as u16,
             twcc_in: None,
