@@ -7,11 +7,9 @@ relay DTLS to trackyard's DtlsSession, and forward SRTP between peers with its o
 
 import asyncio
 import os
-import socket
 import struct
 from dataclasses import dataclass
 
-import pylibsrtp
 import pytest
 from aioice import stun
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsParameters, RTCDtlsTransport

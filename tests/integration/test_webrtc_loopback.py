@@ -5,7 +5,6 @@ subscriber connection, forwards A's audio through the Rust engine, and relays A'
 packets to B with A's identity stamped.
 """
 
-import asyncio
 
 import pytest
 from livekit.protocol import models, rtc
@@ -25,14 +24,20 @@ async def media_server():
             await server.stop()
 
 
+async def publish_tone(server, identity: str, room_name: str, frequency: float):
+    """A v1 participant publishing a tone, connected, its track published: (participant, track sid)."""
+    publisher = await AiortcParticipant.join_v1(server.ws_url, join_token(identity, room_name), identity,
+                                                publish=SineTrack(frequency))
+    await publisher.wait_connected(publisher.pc)
+    room = server.node.rooms.get(room_name)
+    tracks = await wait_for(lambda: room.participants[identity].tracks, timeout=10,
+                            what=f"{identity}'s track published")
+    return publisher, next(iter(tracks))
+
+
 async def test_audio_and_data_flow_from_v1_publisher_to_v0_subscriber(media_server):
     server = media_server
-    alice = await AiortcParticipant.join_v1(server.ws_url, join_token("alice", "r1"), "alice",
-                                            publish=SineTrack(440))
-    await alice.wait_connected(alice.pc)
-    room = server.node.rooms.get("r1")
-    await wait_for(lambda: room.participants["alice"].tracks, timeout=10, what="alice's track published")
-    track_sid = next(iter(room.participants["alice"].tracks))
+    alice, track_sid = await publish_tone(server, "alice", "r1", 440)
 
     bob = await AiortcParticipant.join_v0(server.ws_url, join_token("bob", "r1"), "bob")
     await bob.wait_connected(bob.sub_pc)
@@ -56,12 +61,7 @@ async def test_audio_and_data_flow_from_v1_publisher_to_v0_subscriber(media_serv
 
 async def test_v1_subscriber_gets_sections_requested_and_audio(media_server):
     server = media_server
-    alice = await AiortcParticipant.join_v1(server.ws_url, join_token("alice", "r2"), "alice",
-                                            publish=SineTrack(660))
-    await alice.wait_connected(alice.pc)
-    room = server.node.rooms.get("r2")
-    await wait_for(lambda: room.participants["alice"].tracks, timeout=10, what="alice's track published")
-    track_sid = next(iter(room.participants["alice"].tracks))
+    alice, track_sid = await publish_tone(server, "alice", "r2", 660)
 
     carol = await AiortcParticipant.join_v1(server.ws_url, join_token("carol", "r2"), "carol", recv_audio=2)
     await carol.wait_connected(carol.pc)
@@ -84,11 +84,8 @@ async def test_speakers_and_connection_quality(media_server):
     """The engine's audio levels become speakers_changed (PA_ sids, active flag); its stats
     become connection_quality updates."""
     server = media_server
-    alice = await AiortcParticipant.join_v1(server.ws_url, join_token("alice", "r3"), "alice",
-                                            publish=SineTrack(440))
-    await alice.wait_connected(alice.pc)
+    alice, _ = await publish_tone(server, "alice", "r3", 440)
     room = server.node.rooms.get("r3")
-    await wait_for(lambda: room.participants["alice"].tracks, timeout=10, what="alice's track published")
     bob = await AiortcParticipant.join_v0(server.ws_url, join_token("bob", "r3"), "bob")
     await bob.wait_connected(bob.sub_pc)
     alice_sid = room.participants["alice"].sid
@@ -108,16 +105,8 @@ async def test_engine_panic_closes_one_room_not_the_node(media_server):
     (its clients are told to rejoin); another room keeps its audio and the node keeps serving."""
     server = media_server
     engine = server.node.media.engine
-    alice = await AiortcParticipant.join_v1(server.ws_url, join_token("alice", "hurt"), "alice",
-                                            publish=SineTrack(440))
-    carol = await AiortcParticipant.join_v1(server.ws_url, join_token("carol", "fine"), "carol",
-                                            publish=SineTrack(660))
-    for p in (alice, carol):
-        await p.wait_connected(p.pc)
-    for room_name, identity in (("hurt", "alice"), ("fine", "carol")):
-        room = server.node.rooms.get(room_name)
-        await wait_for(lambda room=room, identity=identity: room.participants[identity].tracks, timeout=10,
-                       what=f"{identity}'s track published")
+    alice, _ = await publish_tone(server, "alice", "hurt", 440)
+    carol, _ = await publish_tone(server, "carol", "fine", 660)
     bob = await AiortcParticipant.join_v0(server.ws_url, join_token("bob", "hurt"), "bob")
     dave = await AiortcParticipant.join_v0(server.ws_url, join_token("dave", "fine"), "dave")
     for p in (bob, dave):

@@ -57,13 +57,11 @@ class PeerTransport:
         self._on_fault = on_fault
         self._started = False
         self._task: asyncio.Task | None = None
-        self.remote_address: tuple[str, int] | None = None
         self.remote_ufrag: str | None = None
         self._waiting: dict[str, deque[bytes]] = {}
 
     # --- engine events (TransportHandler) ---------------------------------------------
     def on_bound(self, ip: str, port: int) -> None:
-        self.remote_address = (ip, port)
         log.debug("%s: ICE bound to %s:%d", self.label, ip, port)
 
     def on_dtls(self, data: bytes) -> None:

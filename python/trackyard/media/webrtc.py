@@ -20,7 +20,7 @@ import logging
 import secrets
 import socket
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
@@ -74,7 +74,6 @@ class PublishedTrack:
     kind: str
     codec: str  # e.g. "opus", "VP8"
     engine_track: int
-    layers: dict[str, int] = field(default_factory=dict)  # rid → layer index
 
 
 class WebRtcBackend:
@@ -282,7 +281,6 @@ class WebRtcSession:
             self.backend.engine.bind_repair(track.engine_track, self.publisher.handle, stream.ssrc, layer)
             return
         layer = simulcast_layer(info.rids, stream.rid)
-        track.layers[stream.rid] = layer
         self.backend.engine.bind_stream(track.engine_track, self.publisher.handle, stream.ssrc, layer)
         if cid not in self.received:
             self.received.add(cid)

@@ -271,11 +271,10 @@ class Room:
                 p.send(message)
 
     # --- subscriptions ----------------------------------------------------------------
-    def _wants(self, subscriber: Participant, track_sid: str) -> bool:
+    def _wants(self, subscriber: Participant, publisher: Participant, track_sid: str) -> bool:
         if subscriber.closed or subscriber.media is None or not subscriber.permission.can_subscribe:
             return False
-        publisher = next((p for p in self.participants.values() if track_sid in p.tracks), None)
-        if publisher is not None and not allowed_by(publisher.subscription_permission, subscriber, track_sid):
+        if not allowed_by(publisher.subscription_permission, subscriber, track_sid):
             return False
         choice = subscriber.subscription_requests.get(track_sid)
         return choice if choice is not None else subscriber.options.auto_subscribe
@@ -297,7 +296,7 @@ class Room:
                     participant_sid=publisher.sid, track_sid=sid, allowed=now)))
                 if not now and subscriber.media is not None:
                     subscriber.media.unsubscribe(sid)
-                elif now and self._wants(subscriber, sid):
+                elif now and self._wants(subscriber, publisher, sid):
                     self._subscribe(subscriber, publisher, sid)
 
     def _subscribe(self, subscriber: Participant, publisher: Participant, track_sid: str) -> None:
@@ -314,16 +313,16 @@ class Room:
             if publisher is subscriber:
                 continue
             for sid in publisher.tracks:
-                if self._wants(subscriber, sid):
+                if self._wants(subscriber, publisher, sid):
                     self._subscribe(subscriber, publisher, sid)
 
     def update_subscriptions(self, subscriber: Participant, track_sids: list[str], subscribe: bool) -> None:
         for sid in track_sids:
             subscriber.subscription_requests[sid] = subscribe
-            publisher = next((p for p in self.participants.values() if sid in p.tracks), None)
+            publisher = self.publisher_of(sid)
             if publisher is None or publisher is subscriber or subscriber.media is None:
                 continue
-            if subscribe and self._wants(subscriber, sid):
+            if subscribe and self._wants(subscriber, publisher, sid):
                 self._subscribe(subscriber, publisher, sid)
             elif not subscribe:
                 subscriber.media.unsubscribe(sid)
@@ -341,7 +340,7 @@ class Room:
         if publisher.closed or track_sid not in publisher.tracks:
             return
         for subscriber in list(self.participants.values()):
-            if subscriber is not publisher and self._wants(subscriber, track_sid):
+            if subscriber is not publisher and self._wants(subscriber, publisher, track_sid):
                 self._subscribe(subscriber, publisher, track_sid)
 
     def _unsubscribe_all(self, track_sid: str) -> None:
@@ -360,9 +359,13 @@ class Room:
         self.broadcast_participant(participant)
         self._events.notify(hooks.track_unpublished(self.to_proto(), participant.to_proto(), track))
 
+    def publisher_of(self, track_sid: str) -> Participant | None:
+        return next((p for p in self.participants.values() if track_sid in p.tracks), None)
+
     def track(self, track_sid: str) -> models.TrackInfo | None:
         """A published track of any participant."""
-        return next((p.tracks[track_sid] for p in self.participants.values() if track_sid in p.tracks), None)
+        publisher = self.publisher_of(track_sid)
+        return publisher.tracks[track_sid] if publisher is not None else None
 
     def set_track_muted(self, participant: Participant, track_sid: str, muted: bool) -> models.TrackInfo | None:
         track = participant.tracks.get(track_sid)
