@@ -25,6 +25,8 @@ Accepted keys (anything else is rejected, naming the full dotted key)::
 
 Sources, in order: ``body`` argument, else the file at ``path``, else the ``LIVEKIT_CONFIG``
 environment variable, else an empty config. Keys: ``key_file`` < ``keys`` < ``LIVEKIT_KEYS``.
+Values known only when the process starts (Kubernetes downward API, Secrets) come from the
+variables in :data:`ENV_OVERRIDES`; set and non-empty, they win over the file.
 Every problem raises :class:`trackyard.errors.ConfigError` naming the key.
 
 To add a section: define its dataclass and add one ``field(default_factory=...)`` line to
@@ -53,6 +55,12 @@ logger = logging.getLogger(__name__)
 
 DEV_KEYS = {"devkey": "secret"}
 MIN_SECRET_LENGTH = 32
+ENV_OVERRIDES = {  # environment variable -> (section, key)
+    "NODE_IP": ("rtc", "node_ip"),  # LiveKit's variable name
+    "TRACKYARD_GRPC_ADDRESS": ("node", "grpc_address"),
+    "TRACKYARD_ETCD_USERNAME": ("etcd", "username"),
+    "TRACKYARD_ETCD_PASSWORD": ("etcd", "password"),
+}
 
 
 @dataclass
@@ -362,6 +370,9 @@ def load_config(
         keys.update(_parse_keys_text(_read_file(key_file, "key_file"), "key_file"))
 
     cfg: Config = _parse_section(Config, raw, "")
+    for variable, (section, key) in ENV_OVERRIDES.items():
+        if env.get(variable, "").strip():
+            setattr(getattr(cfg, section), key, env[variable])
     keys.update(cfg.keys)
     if env.get("LIVEKIT_KEYS", "").strip():
         keys.update(_parse_keys_text(env["LIVEKIT_KEYS"], "LIVEKIT_KEYS"))

@@ -457,3 +457,27 @@ def test_etcd_missing_client_key_file(tmp_path):
     e = err(KEYS + f"etcd: {{ca_file: {tmp_path / 'ca.pem'}, cert_file: {tmp_path / 'c.pem'}, "
                    f"key_file: {tmp_path / 'missing.pem'}}}")
     assert e.key == "etcd.key_file" and "no such file" in e.problem
+
+
+# ---------------------------------------------------------------- environment overrides
+
+
+def test_env_overrides_win_over_the_file():
+    env = {"NODE_IP": "10.1.2.3", "TRACKYARD_GRPC_ADDRESS": "10.1.2.3:7890",
+           "TRACKYARD_ETCD_USERNAME": "trackyard", "TRACKYARD_ETCD_PASSWORD": " pass word "}
+    cfg = load(KEYS + "rtc: {node_ip: 192.0.2.1}\nnode: {grpc_address: 'x:1'}\n"
+                      "etcd: {username: u, password: p}", env=env)
+    assert cfg.rtc.node_ip == "10.1.2.3"
+    assert cfg.node.grpc_address == "10.1.2.3:7890"
+    assert (cfg.etcd.username, cfg.etcd.password) == ("trackyard", " pass word ")
+
+
+def test_empty_env_overrides_leave_the_file_value():
+    cfg = load(KEYS + "rtc: {node_ip: 192.0.2.1}", env={"NODE_IP": "", "TRACKYARD_GRPC_ADDRESS": " "})
+    assert cfg.rtc.node_ip == "192.0.2.1" and cfg.node.grpc_address == ""
+
+
+def test_env_overrides_are_validated():
+    assert err(KEYS, env={"NODE_IP": "node-1"}).key == "rtc.node_ip"
+    assert err(KEYS, env={"TRACKYARD_GRPC_ADDRESS": "nohost"}).key == "node.grpc_address"
+    assert err(KEYS, env={"TRACKYARD_ETCD_USERNAME": "u"}).key == "etcd.password"
