@@ -69,6 +69,7 @@ class RTCConfig:
     tcp_port: int = 7881          # ICE/TCP port
     node_ip: str = ""             # address advertised in ICE candidates ("" = discover)
     use_external_ip: bool = False  # discover the public address via STUN
+    udp_gso: bool = True          # coalesce a subscriber's datagrams into one send (UDP GSO)
 
 
 @dataclass

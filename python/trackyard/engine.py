@@ -83,8 +83,8 @@ TRANSPORT_EVENTS = frozenset({"dtls", "bound", "consent_lost", "new_stream", "fa
 
 
 class MediaEngine:
-    def __init__(self, bind: str, listener: MediaListener | None = None) -> None:
-        self._engine = _engine.Engine(bind)
+    def __init__(self, bind: str, listener: MediaListener | None = None, *, gso: bool = True) -> None:
+        self._engine = _engine.Engine(bind, gso=gso)
         self._handlers: dict[int, TransportHandler] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener = listener

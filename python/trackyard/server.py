@@ -109,7 +109,7 @@ def build_server(config: Config, *, media: MediaBackend | None = None) -> Server
     admin: RoomAdmin | None = None
     if config.node.hosts_rooms:
         if media is None:
-            engine = MediaEngine(f"0.0.0.0:{config.rtc.udp_port}")
+            engine = MediaEngine(f"0.0.0.0:{config.rtc.udp_port}", gso=config.rtc.udp_gso)
             media = WebRtcBackend(engine, advertise=[config.rtc.node_ip] if config.rtc.node_ip else None)
         server.node = NodeContext(config=config, rooms=RoomManager(config, hooks), media=media, node_id=node_id)
         server.host = SignalHost(server.node)

@@ -9,7 +9,6 @@
 mod events;
 mod node;
 mod stats;
-mod udp;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,6 +22,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use trackyard_core::codec::Codec;
 use trackyard_core::forwarder::MAX_LAYERS;
 use trackyard_core::srtp::SrtpProfile;
+use trackyard_net as udp;
 
 use events::{Event, EventQueue, Notifier, StatValue};
 use node::{Command, ExtIds, Kind, Node};
@@ -143,8 +143,10 @@ fn track_kind(clock_rate: u32, kind: Option<&str>, mime: Option<&str>) -> PyResu
 #[pymethods]
 impl Engine {
     /// Bind the media UDP port (e.g. "0.0.0.0:7882"; port 0 picks a free one) and start the worker.
+    /// `gso`: coalesce a subscriber's datagrams of one loop turn into one send (UDP GSO).
     #[new]
-    fn new(bind: &str) -> PyResult<Self> {
+    #[pyo3(signature = (bind, *, gso=true))]
+    fn new(bind: &str, gso: bool) -> PyResult<Self> {
         let addr: SocketAddr = bind.parse().map_err(|e| PyValueError::new_err(format!("bad address {bind}: {e}")))?;
         let socket = udp::bind(addr).map_err(|e| PyOSError::new_err(format!("cannot bind UDP {addr}: {e}")))?;
         let local_addr = socket.local_addr().map_err(|e| PyOSError::new_err(e.to_string()))?;
@@ -152,7 +154,7 @@ impl Engine {
         let events = Arc::new(EventQueue::new(65_536).map_err(|e| PyOSError::new_err(e.to_string()))?);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = channel();
-        let mut node = Node::new(socket, rx, wake.clone(), events.clone(), stats.clone());
+        let mut node = Node::new(socket, rx, wake.clone(), events.clone(), stats.clone(), gso);
         let worker = std::thread::Builder::new()
             .name("trackyard-media".into())
             .spawn(move || node.run())

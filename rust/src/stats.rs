@@ -37,6 +37,8 @@ counters! {
     malformed: "Datagrams or packets that do not parse.",
     events_dropped: "Events dropped because Python did not drain the queue.",
     send_failures: "Datagrams the kernel refused.",
+    send_syscalls: "Send system calls (sendmmsg, and sendto after a refused GSO message).",
+    gso_messages: "Sent messages that carried several datagrams to one peer (UDP GSO).",
     nacks_received: "NACK messages from subscribers.",
     nacked_packets: "Sequence numbers asked for in those NACKs.",
     retransmitted: "Packets resent to subscribers from the cache.",

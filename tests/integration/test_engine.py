@@ -227,6 +227,48 @@ async def test_dtls_through_engine_and_srtp_forwarding(engine):
         await srv.stop()
 
 
+@pytest.mark.parametrize("gso", [True, False], ids=["gso", "no-gso"])
+async def test_burst_to_two_subscribers_arrives_whole_and_in_order(gso):
+    """A burst of full-size video-like packets fanned out to two subscribers: each gets every
+    packet, intact and in order, whether the engine coalesces a subscriber's datagrams into
+    GSO messages or sends them one by one; the send counters add up."""
+    engine = MediaEngine("127.0.0.1:0", gso=gso)
+    engine.start()
+    try:
+        cert = node_certificate()
+        alice, alice_dtls, alice_srv, a, a_events = await connect_client(engine, "alice", cert)
+        subs = [await connect_client(engine, name, cert) for name in ("bob", "carol")]
+        track = engine.add_track(90000, kind="video", mime="video/VP8")
+        engine.bind_stream(track, a, 0xA1)
+        for i, (_, _, _, handle, _) in enumerate(subs):
+            engine.add_downtrack(track, handle, 0xB00 + i, 96)
+        await asyncio.sleep(0.05)
+        before = engine.stats()
+        # VP8 keyframe payload descriptor + header, so the down-tracks start forwarding
+        payloads = [bytes([0x10, 0x00, 0x9D, 0x01, 0x2A]) + bytes([i]) * 1100 for i in range(60)]
+        for i, p in enumerate(payloads):
+            alice.transport.sendto(alice_dtls._tx_srtp.protect(rtp(500 + i, 3000 * (i // 5), 0xA1, p, pt=96)),
+                                   engine.local_address)
+        for peer, dtls, _, _, _ in subs:
+            got = [dtls._rx_srtp.unprotect(await asyncio.wait_for(peer.media.get(), 3)) for _ in payloads]
+            assert [g[12:] for g in got] == payloads
+            seqs = [struct.unpack("!H", g[2:4])[0] for g in got]
+            assert seqs == [(seqs[0] + k) % 65536 for k in range(len(payloads))]
+        after = engine.stats()
+        assert after["forwarded"] - before["forwarded"] == 2 * len(payloads)
+        assert after["send_failures"] == 0
+        assert after["send_syscalls"] - before["send_syscalls"] <= after["tx_packets"] - before["tx_packets"]
+        if not gso:
+            assert after["gso_messages"] == 0
+        for peer, dtls, srv, _, _ in [(alice, alice_dtls, alice_srv, a, None), *subs]:
+            peer.pump.cancel()
+            peer.transport.close()
+            await dtls.stop()
+            await srv.stop()
+    finally:
+        engine.close()
+
+
 # --- helpers for the forwarding and RTCP tests (also used by test_engine_rtcp.py) ---------------
 
 def rtp_ext(seq: int, ts: int, ssrc: int, payload: bytes, exts: list[tuple[int, bytes]], pt=111,

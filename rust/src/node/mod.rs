@@ -108,13 +108,13 @@ pub struct Node {
 
 impl Node {
     pub fn new(socket: UdpSocket, commands: Receiver<Command>, wake: Arc<Notifier>, events: Arc<EventQueue>,
-               stats: Arc<Stats>) -> Self {
+               stats: Arc<Stats>, gso: bool) -> Self {
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9E37_79B9, |d| d.as_nanos() as u64) | 1;
         Node {
             socket,
             recv: RecvBatch::new(),
-            send: SendQueue::new(),
+            send: SendQueue::new(gso),
             commands,
             wake,
             events,
@@ -215,6 +215,8 @@ impl Node {
         use std::sync::atomic::Ordering;
         self.stats.tx_packets.store(self.send.sent, Ordering::Relaxed);
         self.stats.send_failures.store(self.send.failed, Ordering::Relaxed);
+        self.stats.send_syscalls.store(self.send.syscalls, Ordering::Relaxed);
+        self.stats.gso_messages.store(self.send.gso_messages, Ordering::Relaxed);
     }
 
     fn drain_commands(&mut self) -> bool {
