@@ -31,6 +31,27 @@ def is_debug_build() -> bool:
     return _engine.debug_build()
 
 
+DELAY_PREFIX = "forward_delay_le_"
+
+
+def forward_delay_histogram(stats: dict[str, int]) -> tuple[list[tuple[float, int]], float]:
+    """The forwarding-delay histogram in a `MediaEngine.stats()` snapshot: cumulative
+    ``(upper bound in seconds, count)`` pairs ending with ``(inf, total)``, and the sum in
+    seconds. Delay: from the receive batch of an RTP packet to each copy of it queued, rewritten
+    and encrypted, for a subscriber."""
+    buckets: list[tuple[float, int]] = []
+    for name, count in stats.items():
+        if name.startswith(DELAY_PREFIX):
+            bound = name[len(DELAY_PREFIX):]
+            buckets.append((float("inf") if bound == "inf" else int(bound.removesuffix("us")) / 1e6, count))
+    buckets.sort()
+    total, cumulative = 0, []
+    for bound, count in buckets:
+        total += count
+        cumulative.append((bound, total))
+    return cumulative, stats.get("forward_delay_sum_us", 0) / 1e6
+
+
 @dataclass(frozen=True)
 class NewStream:
     ssrc: int
@@ -113,6 +134,8 @@ class MediaEngine:
         return self._engine.local_address
 
     def stats(self) -> dict[str, int]:
+        """Counters since start (see rust/src/stats.rs), plus the forwarding-delay histogram's
+        raw entries (read them with :func:`forward_delay_histogram`)."""
         return dict(self._engine.stats())
 
     # --- events -----------------------------------------------------------------------
@@ -240,3 +263,98 @@ class MediaEngine:
 
     def request_keyframe(self, downtrack: int) -> None:
         self._engine.request_keyframe(downtrack)
+
+
+# --- the benchmark's load generator (trackyard bench) ----------------------------------
+
+
+class LoadTransportHandler(Protocol):
+    """What the load generator reports about one simulated peer connection."""
+
+    def on_ice_connected(self, ip: str, port: int) -> None: ...
+
+    def on_ice_failed(self) -> None: ...
+
+    def on_dtls(self, data: bytes) -> None: ...
+
+
+class LoadGenerator:
+    """The extension's `LoadGen` for asyncio: simulated participants' UDP sockets, ICE, SRTP
+    and synthetic media on a Rust worker thread (see `trackyard.bench`). Events arrive
+    through an eventfd and go to per-transport handlers; the numbers come from `snapshot()`."""
+
+    def __init__(self) -> None:
+        self._gen = _engine.LoadGen()
+        self._handlers: dict[int, LoadTransportHandler] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._gen.event_fd(), self._drain)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self._gen.event_fd())
+            self._loop = None
+        self._handlers.clear()
+        self._gen.close()
+
+    def _drain(self) -> None:
+        for event in self._gen.take_events():
+            handler = self._handlers.get(event[1])
+            if handler is None:
+                continue
+            try:
+                if event[0] == "dtls":
+                    handler.on_dtls(event[2])
+                elif event[0] == "ice_connected":
+                    handler.on_ice_connected(event[2], event[3])
+                elif event[0] == "ice_failed":
+                    handler.on_ice_failed()
+            except Exception:  # one participant's bug must not stop the others' events
+                log.exception("load generator event %s failed", event[0])
+
+    def add_transport(self, local_ip: str, ufrag: str, pwd: str, handler: LoadTransportHandler) -> tuple[int, int]:
+        """A simulated peer connection with its own UDP socket; returns (handle, local port)."""
+        handle, port = self._gen.add_transport(local_ip, ufrag, pwd)
+        self._handlers[handle] = handler
+        return handle, port
+
+    def remove_transport(self, handle: int) -> None:
+        self._handlers.pop(handle, None)
+        self._gen.remove_transport(handle)
+
+    def set_remote(self, handle: int, ufrag: str, pwd: str, *, controlling: bool = True) -> None:
+        self._gen.set_remote(handle, ufrag, pwd, controlling)
+
+    def add_candidate(self, handle: int, ip: str, port: int) -> None:
+        self._gen.add_candidate(handle, ip, port)
+
+    def dtls_sender(self, handle: int) -> Callable[[bytes], None]:
+        return lambda data: self._gen.send_dtls(handle, data)
+
+    def set_srtp(self, handle: int, profile: str, local: bytes, remote: bytes) -> None:
+        self._gen.set_srtp(handle, profile, local, remote)
+
+    def set_extensions(self, handle: int, *, mid: int = 0, rid: int = 0, audio_level: int = 0,
+                       abs_send_time: int = 0, twcc: int = 0) -> None:
+        self._gen.set_extensions(handle, mid=mid, rid=rid, audio_level=audio_level, abs_send_time=abs_send_time,
+                                 twcc=twcc)
+
+    def set_payload_clock(self, handle: int, payload_type: int, clock_rate: int, kind: str) -> None:
+        self._gen.set_payload_clock(handle, payload_type, clock_rate, kind)
+
+    def add_audio(self, handle: int, ssrc: int, payload_type: int, mid: str, *, payload: int = 80,
+                  ptime_ms: int = 20, cname: str = "") -> None:
+        self._gen.add_audio(handle, ssrc, payload_type, mid, payload=payload, ptime_ms=ptime_ms, cname=cname)
+
+    def add_video(self, handle: int, ssrc: int, payload_type: int, mid: str, rid: str, *, bitrate: int, fps: int,
+                  width: int, height: int, keyframe_interval_ms: int = 3000, cname: str = "") -> None:
+        self._gen.add_video(handle, ssrc, payload_type, mid, rid, bitrate=bitrate, fps=fps, width=width,
+                            height=height, keyframe_interval_ms=keyframe_interval_ms, cname=cname)
+
+    def set_sending(self, sending: bool) -> None:
+        self._gen.set_sending(sending)
+
+    def snapshot(self, *, histograms: bool = False) -> dict:
+        return self._gen.snapshot(histograms)

@@ -1,6 +1,9 @@
 //! Node-wide counters, readable from Python at any time (`Engine.stats()`).
 //!
 //! The worker bumps them with relaxed atomic adds (no locks); Python reads a snapshot.
+//! The snapshot also carries the forwarding-delay histogram (`DelayHistogram`): per-bucket
+//! counts named `forward_delay_le_<bound>us` (and `forward_delay_le_inf`) plus
+//! `forward_delay_sum_us`, which the metrics endpoint turns into a Prometheus histogram.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,12 +13,17 @@ macro_rules! counters {
         #[derive(Default)]
         pub struct Stats {
             $(#[doc = $doc] pub $name: AtomicU64,)*
+            /// Time from a receive batch to each forwarded copy of its RTP packets being queued
+            /// (rewritten and encrypted) for sending to a subscriber.
+            pub forward_delay: DelayHistogram,
         }
 
         impl Stats {
             /// (name, value) of every counter.
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+                let mut out = vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*];
+                self.forward_delay.snapshot_into(&mut out);
+                out
             }
         }
     };
@@ -56,6 +64,41 @@ counters! {
     panics: "Panics caught in the worker (the datagram or timer was dropped, the node goes on).",
 }
 
+/// Upper bounds (µs) of the forwarding-delay buckets; one more bucket takes everything above.
+pub const DELAY_BOUNDS_US: [u64; 12] = [25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000];
+const DELAY_BUCKETS: usize = DELAY_BOUNDS_US.len() + 1;
+const DELAY_NAMES: [&str; DELAY_BUCKETS] = [
+    "forward_delay_le_25us", "forward_delay_le_50us", "forward_delay_le_100us", "forward_delay_le_250us",
+    "forward_delay_le_500us", "forward_delay_le_1000us", "forward_delay_le_2500us", "forward_delay_le_5000us",
+    "forward_delay_le_10000us", "forward_delay_le_25000us", "forward_delay_le_50000us",
+    "forward_delay_le_100000us", "forward_delay_le_inf",
+];
+
+/// A histogram of delays in µs with fixed buckets (`DELAY_BOUNDS_US`): per-bucket counts
+/// (not cumulative) and the sum. The worker observes, Python reads at any time.
+#[derive(Default)]
+pub struct DelayHistogram {
+    buckets: [AtomicU64; DELAY_BUCKETS],
+    sum_us: AtomicU64,
+}
+
+impl DelayHistogram {
+    /// Counts `n` observations of `delay_us`.
+    #[inline]
+    pub fn observe(&self, delay_us: u64, n: u64) {
+        let i = DELAY_BOUNDS_US.partition_point(|&bound| bound < delay_us);
+        self.buckets[i].fetch_add(n, Ordering::Relaxed);
+        self.sum_us.fetch_add(delay_us.saturating_mul(n), Ordering::Relaxed);
+    }
+
+    fn snapshot_into(&self, out: &mut Vec<(&'static str, u64)>) {
+        for (name, bucket) in DELAY_NAMES.iter().zip(&self.buckets) {
+            out.push((name, bucket.load(Ordering::Relaxed)));
+        }
+        out.push(("forward_delay_sum_us", self.sum_us.load(Ordering::Relaxed)));
+    }
+}
+
 impl Stats {
     /// Adds `n` to a counter.
     #[inline]
@@ -67,5 +110,46 @@ impl Stats {
     #[inline]
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_land_in_the_bucket_of_their_upper_bound() {
+        let h = DelayHistogram::default();
+        h.observe(0, 1);
+        h.observe(25, 2); // on the bound: that bucket
+        h.observe(26, 1);
+        h.observe(1_000_000, 3); // above the last bound
+        let mut out = Vec::new();
+        h.snapshot_into(&mut out);
+        let get = |name: &str| out.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).unwrap();
+        assert_eq!(get("forward_delay_le_25us"), 3);
+        assert_eq!(get("forward_delay_le_50us"), 1);
+        assert_eq!(get("forward_delay_le_inf"), 3);
+        assert_eq!(get("forward_delay_sum_us"), 50 + 26 + 3_000_000);
+        assert_eq!(out.len(), DELAY_BUCKETS + 1);
+    }
+
+    #[test]
+    fn bucket_names_follow_the_bounds() {
+        for (bound, name) in DELAY_BOUNDS_US.iter().zip(DELAY_NAMES) {
+            assert_eq!(name, format!("forward_delay_le_{bound}us"));
+        }
+        assert_eq!(DELAY_NAMES[DELAY_BUCKETS - 1], "forward_delay_le_inf");
+    }
+
+    #[test]
+    fn the_snapshot_carries_counters_and_the_histogram() {
+        let stats = Stats::default();
+        Stats::bump(&stats.forwarded);
+        stats.forward_delay.observe(120, 4);
+        let snap = stats.snapshot();
+        assert!(snap.contains(&("forwarded", 1)));
+        assert!(snap.contains(&("forward_delay_le_250us", 4)));
+        assert!(snap.contains(&("forward_delay_sum_us", 480)));
     }
 }

@@ -91,7 +91,7 @@ impl Node {
             self.report_new_stream(transport, len);
             return;
         };
-        let Node { tracks, transports, send, socket, stats, scratch, .. } = self;
+        let Node { tracks, transports, send, socket, stats, scratch, epoch, .. } = self;
         let Some(track) = tracks.get_mut(&route.track) else { return };
         let Some(si) = track.sources.iter().position(|s| s.layer == route.layer) else { return };
         let mut len = len;
@@ -144,6 +144,7 @@ impl Node {
         }
         let keyframe = track.is_keyframe(h.payload());
         let packet = &scratch[..len];
+        let mut copies = 0u64;
         for dt in track.downtracks.iter_mut() {
             // a subscriber not connected yet must not use up the keyframe it will need
             let Some(sub) = transports.get_mut(&dt.transport).filter(|t| t.is_ready()) else { continue };
@@ -174,9 +175,15 @@ impl Node {
                     dt.tx.on_packet(out_ts, payload_len, n, now);
                     Stats::bump(&stats.forwarded);
                     Stats::add(&stats.tx_bytes, n as u64);
+                    copies += 1;
                 }
                 None => Stats::bump(&stats.srtp_failures),
             }
+        }
+        if copies > 0 {
+            // from the receive batch (`now`) to the last copy queued: one clock read per packet
+            let delay = (epoch.elapsed().as_micros() as u64).saturating_sub(now);
+            stats.forward_delay.observe(delay, copies);
         }
     }
 
