@@ -97,14 +97,14 @@ impl Drop for Notifier {
     }
 }
 
-pub struct EventQueue {
-    events: Mutex<Vec<Event>>,
+pub struct EventQueue<E = Event> {
+    events: Mutex<Vec<E>>,
     notifier: Notifier,
     /// Events beyond this many undrained ones are dropped (Python is not keeping up).
     limit: usize,
 }
 
-impl EventQueue {
+impl<E> EventQueue<E> {
     pub fn new(limit: usize) -> io::Result<Self> {
         Ok(EventQueue { events: Mutex::new(Vec::new()), notifier: Notifier::new()?, limit })
     }
@@ -114,7 +114,7 @@ impl EventQueue {
     }
 
     /// Queue a batch of events; returns how many were dropped for lack of room.
-    pub fn push_all(&self, batch: &mut Vec<Event>) -> usize {
+    pub fn push_all(&self, batch: &mut Vec<E>) -> usize {
         if batch.is_empty() {
             return 0;
         }
@@ -131,7 +131,7 @@ impl EventQueue {
         dropped
     }
 
-    pub fn take(&self) -> Vec<Event> {
+    pub fn take(&self) -> Vec<E> {
         self.notifier.clear();
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *events)

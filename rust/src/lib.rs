@@ -7,6 +7,7 @@
 //! `trackyard/engine.py`.
 
 mod events;
+mod loadgen;
 mod node;
 mod stats;
 
@@ -356,6 +357,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(debug_build, m)?)?;
     m.add_class::<Engine>()?;
+    m.add_class::<loadgen::LoadGen>()?;
     m.add("__version__", VERSION)?;
     Ok(())
 }
