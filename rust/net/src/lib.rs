@@ -191,6 +191,8 @@ pub struct SendQueue {
     pub failed: u64,
     /// Send system calls made.
     pub syscalls: u64,
+    /// Messages handed to the kernel (a GSO message carries several datagrams).
+    pub messages: u64,
     /// Messages that carried several datagrams (GSO).
     pub gso_messages: u64,
 }
@@ -216,6 +218,7 @@ impl SendQueue {
             sent: 0,
             failed: 0,
             syscalls: 0,
+            messages: 0,
             gso_messages: 0,
         }
     }
@@ -336,7 +339,7 @@ impl SendQueue {
                 libc::sendto(socket.as_raw_fd(), iov.iov_base, iov.iov_len, 0,
                              hdr.msg_name as *const libc::sockaddr, hdr.msg_namelen)
             };
-            if r < 0 { self.failed += 1 } else { self.sent += 1 }
+            if r < 0 { self.failed += 1 } else { self.sent += 1; self.messages += 1 }
         }
     }
 
@@ -369,6 +372,7 @@ impl SendQueue {
                 }
                 done += 1;
             } else {
+                self.messages += n as u64;
                 for m in done..done + n as usize {
                     let segments = self.hdrs[m].msg_hdr.msg_iovlen as u64;
                     self.sent += segments;
@@ -431,13 +435,14 @@ mod tests {
         let q = interleaved(true);
         assert!(q.gso(), "loopback supports UDP GSO");
         assert!(q.gso_messages >= 2, "runs to receivers 0 and 2 are coalesced: {}", q.gso_messages);
+        assert!(q.messages < 30, "fewer messages than datagrams: {}", q.messages);
         assert_eq!(q.syscalls, 1);
     }
 
     #[test]
     fn plain_sendmmsg_without_gso() {
         let q = interleaved(false);
-        assert_eq!(q.gso_messages, 0);
+        assert_eq!((q.gso_messages, q.messages), (0, 30));
         assert_eq!(q.syscalls, 1);
     }
 

@@ -15,7 +15,9 @@
 //!   statistics. Reported per egress packet, the per-ingress work amortised over N.
 //! - (c) the same with real batched IO on 127.0.0.1: a sender thread (the "publisher")
 //!   protects and sends ingress with sendmmsg to the forwarder's socket; the forwarder thread
-//!   receives with recvmmsg, does (b), and sends to N sink sockets with sendmmsg; a sink
+//!   receives with recvmmsg, does (b), and sends to N sink sockets through the engine's own
+//!   send queue (trackyard-net: sendmmsg, and with GSO on, each sink's datagrams of one
+//!   receive batch coalesced into UDP_SEGMENT messages); a sink
 //!   thread drains the sinks with epoll + recvmmsg. All three threads share this machine's
 //!   cores, and on loopback the sending thread also pays the kernel's receive path, so the
 //!   CPU per egress packet is pessimistic against a real NIC. The sender keeps at most
@@ -39,6 +41,7 @@ use trackyard_core::reports::{ReceiverStats, SenderStats};
 use trackyard_core::rtp::{RtpHeader, RtpHeaderMut};
 use trackyard_core::sequencer::{SentPacket, Sequencer};
 use trackyard_core::srtp::{SrtpContext, SrtpProfile};
+use trackyard_net::SendQueue;
 
 /// Packets per sendmmsg/recvmmsg call.
 const BATCH: usize = 64;
@@ -759,6 +762,8 @@ impl RecvBatch {
 
 struct IoResult {
     profile: SrtpProfile,
+    gso: bool,
+    messages: u64,
     size: usize,
     n: usize,
     ingress: u64,
@@ -777,6 +782,7 @@ struct IoResult {
 
 fn io_once(
     profile: SrtpProfile,
+    gso: bool,
     size: usize,
     n: usize,
     target_egress: u64,
@@ -805,13 +811,7 @@ fn io_once(
             s
         })
         .collect();
-    let sink_addrs: Vec<libc::sockaddr_in> = sinks
-        .iter()
-        .map(|s| match s.local_addr().unwrap() {
-            std::net::SocketAddr::V4(a) => sockaddr(a),
-            _ => unreachable!(),
-        })
-        .collect();
+    let sink_addrs: Vec<std::net::SocketAddr> = sinks.iter().map(|s| s.local_addr().unwrap()).collect();
     let ingress_target = target_egress.div_ceil(n as u64).max(50);
     let processed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -922,7 +922,7 @@ fn io_once(
     let mut source = Source::new(video);
     let mut subs = subscribers(profile, n, video);
     let mut rb = RecvBatch::new(2048);
-    let mut sb = SendBatch::new(size + 64);
+    let mut sq = SendQueue::new(gso);
     let mut ingress = 0u64;
     let mut egress = 0u64;
     barrier.wait();
@@ -942,21 +942,16 @@ fn io_once(
             let now_us = ingress * 1000;
             let src = source.on_packet(&rb.bufs[i][..plain_len], now_us);
             for sub in subs.iter_mut() {
-                let slot = sb.n;
                 let plain = &rb.bufs[i][..plain_len];
-                let out_len = egress_one(sub, src, plain, now_us, &mut sb.bufs[slot]);
+                let out_len = egress_one(sub, src, plain, now_us, sq.slot(&fwd_sock));
                 if out_len > 0 {
-                    sb.lens[slot] = out_len;
-                    sb.dests[slot] = sink_addrs[(sub.ssrc - 0x1000_0000) as usize];
-                    sb.n += 1;
-                    if sb.n == BATCH {
-                        egress += sb.flush(fd);
-                    }
+                    sq.push(out_len, &sink_addrs[(sub.ssrc - 0x1000_0000) as usize]);
                 }
             }
             ingress += 1;
         }
-        egress += sb.flush(fd);
+        sq.flush(&fwd_sock);
+        egress = sq.sent;
         processed.store(ingress, Ordering::Release);
     }
     let wall_s = start.elapsed().as_secs_f64();
@@ -967,6 +962,8 @@ fn io_once(
     let process_cpu_s = rusage(libc::RUSAGE_SELF) - cpu0;
     IoResult {
         profile,
+        gso: sq.gso(),
+        messages: sq.messages,
         size,
         n,
         ingress,
@@ -993,13 +990,14 @@ fn run_io(cfg: &Config) -> Vec<IoResult> {
         (SrtpProfile::Aes128CmHmacSha1_80, 1200),
         (SrtpProfile::AeadAes128Gcm, 100),
     ] {
-        for n in [1usize, 10, 100, 1000] {
-            let r = io_once(profile, size, n, target, max);
+        for (n, gso) in [1usize, 10, 100, 1000].into_iter().flat_map(|n| [(n, false), (n, true)]) {
+            let r = io_once(profile, gso, size, n, target, max);
             eprintln!(
-                "  io {:<24} {:>5} B N={:<5}: {:.0} egress pkt/s, process {:.2} µs/egress, forwarder {:.2} µs/egress, delivered {:.2}%{}",
+                "  io {:<24} {:>5} B N={:<5} {}: {:.0} egress pkt/s, process {:.2} µs/egress, forwarder {:.2} µs/egress, delivered {:.2}%{}",
                 profile_short(profile),
                 size,
                 n,
+                if r.gso { "gso" } else { "mmsg" },
                 r.egress_pps,
                 r.process_cpu_us,
                 r.fwd_cpu_us,
@@ -1142,18 +1140,20 @@ fn main() {
         }
     }
     if !io.is_empty() {
-        let _ = writeln!(md, "\n**(c) Batched UDP IO on 127.0.0.1** — sender thread → forwarder (recvmmsg, (b), sendmmsg ×{BATCH}) → N sink sockets drained by one epoll thread. **Sender, forwarder and sinks share the 2 cores**, and on loopback the sending thread also pays the receive path; CPU from getrusage (user+sys)\n");
-        let _ = writeln!(md, "| profile | packet | N | egress pkt/s | process CPU µs/egress | forwarder thread CPU µs/egress | CPU s sender / fwd / sinks | delivered |");
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "\n**(c) Batched UDP IO on 127.0.0.1** — sender thread → forwarder (recvmmsg ×{BATCH}, (b), the engine's send queue: sendmmsg, or sendmmsg of per-sink UDP GSO messages) → N sink sockets drained by one epoll thread. **Sender, forwarder and sinks share the 2 cores**, and on loopback the sending thread also pays the receive path; CPU from getrusage (user+sys)\n");
+        let _ = writeln!(md, "| profile | packet | N | send | egress pkt/s | datagrams per message | process CPU µs/egress | forwarder thread CPU µs/egress | CPU s sender / fwd / sinks | delivered |");
+        let _ = writeln!(md, "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
         for r in &io {
             let _ =
                 writeln!(
                 md,
-                "| {} | {} B | {} | {:.0} k | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {:.1}%{} |",
+                "| {} | {} B | {} | {} | {:.0} k | {:.1} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {:.1}%{} |",
                 profile_short(r.profile),
                 r.size,
                 r.n,
+                if r.gso { "GSO" } else { "sendmmsg" },
                 r.egress_pps / 1e3,
+                r.egress as f64 / r.messages.max(1) as f64,
                 r.process_cpu_us,
                 r.fwd_cpu_us,
                 r.sender_cpu_s,
@@ -1202,8 +1202,8 @@ fn main() {
         .iter()
         .map(|r| {
             format!(
-                "    {{\"profile\": {}, \"size\": {}, \"subscribers\": {}, \"ingress_packets\": {}, \"egress_packets\": {}, \"delivered_packets\": {}, \"wall_s\": {:.3}, \"egress_pps\": {:.0}, \"cpu_us_per_egress_pkt_process\": {:.3}, \"cpu_us_per_egress_pkt_forwarder\": {:.3}, \"cpu_s_sender\": {:.3}, \"cpu_s_forwarder\": {:.3}, \"cpu_s_sinks\": {:.3}, \"cpu_s_process\": {:.3}, \"hit_time_limit\": {}}}",
-                json_str(r.profile.name()), r.size, r.n, r.ingress, r.egress, r.delivered, r.wall_s, r.egress_pps,
+                "    {{\"profile\": {}, \"gso\": {}, \"messages\": {}, \"size\": {}, \"subscribers\": {}, \"ingress_packets\": {}, \"egress_packets\": {}, \"delivered_packets\": {}, \"wall_s\": {:.3}, \"egress_pps\": {:.0}, \"cpu_us_per_egress_pkt_process\": {:.3}, \"cpu_us_per_egress_pkt_forwarder\": {:.3}, \"cpu_s_sender\": {:.3}, \"cpu_s_forwarder\": {:.3}, \"cpu_s_sinks\": {:.3}, \"cpu_s_process\": {:.3}, \"hit_time_limit\": {}}}",
+                json_str(r.profile.name()), r.gso, r.messages, r.size, r.n, r.ingress, r.egress, r.delivered, r.wall_s, r.egress_pps,
                 r.process_cpu_us, r.fwd_cpu_us, r.sender_cpu_s, r.fwd_cpu_s, r.sink_cpu_s, r.process_cpu_s, r.hit_time_limit
             )
         })
