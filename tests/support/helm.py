@@ -7,14 +7,19 @@ reads or writes the user's helm state and nothing talks to a cluster.
     docs = render({"etcd": {"bundled": {"enabled": False}, ...}})   # list of manifests
     pod = pod_spec(docs, "DaemonSet")                                # its pod template spec
     lint({...}) / helm_run(["template", ...], values) for failures
+    pod = local_pod(docs, "media", tmp, free_ports={7880: 41234, ...})  # the pod as a local process
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -123,3 +128,114 @@ def role_config_map(docs: list[dict], role: str) -> dict:
 
 def role_config_text(docs: list[dict], role: str) -> str:
     return role_config_map(docs, role)["data"]["config.yaml"]
+
+
+# ---------------------------------------------------------------- a rendered pod as a local process
+
+LOOPBACK = "127.0.0.1"
+_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+CONFIG_PORTS = (("port",), ("rtc", "udp_port"), ("rtc", "tcp_port"), ("node", "grpc_port"))
+
+
+@dataclass
+class LocalPod:
+    """What a pod of one role would run, translated for loopback (see `local_pod`)."""
+
+    role: str
+    argv: list[str]
+    env: dict[str, str]
+    root: Path                       # the pod's files (mounted ConfigMaps) live under here
+    config_text: str                 # the config file the process reads
+    ports: dict[int, int]            # the pod's port -> the free local port it uses here
+    container: dict                  # the rendered container (probes, ports)
+
+    def probe_url(self, probe: str) -> str:
+        """The URL the kubelet would GET for this container's liveness/readiness probe."""
+        get = self.container[probe]["httpGet"]
+        port = get["port"]
+        if isinstance(port, str):
+            port = next(p["containerPort"] for p in self.container["ports"] if p["name"] == port)
+        return f"http://{LOOPBACK}:{self.ports[port]}{get['path']}"
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion of env values and args (unknown names stay as they are)."""
+    return _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+
+
+def _replace_ports(text: str, ports: dict[int, int]) -> str:
+    """host:port strings with the port rewritten (etcd URLs, the gRPC address)."""
+    return re.sub(r":(\d+)\b", lambda m: f":{ports.get(int(m.group(1)), int(m.group(1)))}", text)
+
+
+def local_pod(docs: list[dict], role: str, root: Path, *, free_ports: dict[int, int],
+              rewrite_hosts: dict[str, str] | None = None) -> LocalPod:
+    """The rendered pod of `role` (control Deployment or media DaemonSet) as a local process:
+
+    - its container command and args, with `trackyard` this venv's entry point;
+    - its environment: plain values, secretKeyRef from the rendered Secret, fieldRef
+      status.hostIP / status.podIP = 127.0.0.1, then $(VAR) expansion as Kubernetes does it;
+    - its mounted ConfigMaps written under `root` (paths in args rewritten to there).
+
+    Only ports change: every port in `free_ports` (pod port -> local port) is rewritten in the
+    config's port keys, in host:port strings of the config's etcd endpoints and of the env.
+    `rewrite_hosts` maps a host name that only Kubernetes DNS knows (the bundled etcd Service)
+    to a local address."""
+    spec = pod_spec(docs, role)
+    c = container(docs, role)
+    mounts: dict[str, Path] = {}
+    for mount in c.get("volumeMounts", []):
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+        if "configMap" not in volume:
+            raise AssertionError(f"{role}: volume {mount['name']} is not a ConfigMap; only those are supported")
+        target = root / mount["mountPath"].lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        for name, text in one(docs, "ConfigMap", volume["configMap"]["name"])["data"].items():
+            (target / name).write_text(text)
+        mounts[mount["mountPath"]] = target
+
+    env: dict[str, str] = {}
+    for entry in c.get("env", []):
+        source = entry.get("valueFrom")
+        if source is None:
+            value = _expand(entry.get("value", ""), env)
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            value = base64.b64decode(one(docs, "Secret", ref["name"])["data"][ref["key"]]).decode()
+        elif source.get("fieldRef", {}).get("fieldPath") in ("status.hostIP", "status.podIP"):
+            value = LOOPBACK
+        else:
+            raise AssertionError(f"{role}: env {entry['name']} has a source this test cannot resolve: {source}")
+        env[entry["name"]] = _replace_ports(value, free_ports) if source is None else value
+
+    argv = [_expand(a, env) for a in [*c.get("command", []), *c.get("args", [])]]
+    assert argv[0] == "trackyard", argv
+    argv[0] = str(Path(sys.executable).with_name("trackyard"))
+    config_path = None
+    for i, arg in enumerate(argv):
+        for mount_path, target in mounts.items():
+            if arg.startswith(mount_path + "/"):
+                argv[i] = str(target / arg[len(mount_path) + 1:])
+        if i > 0 and argv[i - 1] == "--config":
+            config_path = Path(argv[i])
+    assert config_path is not None and config_path.exists(), argv
+
+    config = yaml.safe_load(config_path.read_text())
+    for path in CONFIG_PORTS:
+        section = config
+        for key in path[:-1]:
+            section = section.get(key) or {}
+        if path[-1] in section:
+            section[path[-1]] = free_ports[section[path[-1]]]
+    endpoints = []
+    for endpoint in config["etcd"]["endpoints"]:
+        for host, local in (rewrite_hosts or {}).items():
+            endpoint = endpoint.replace(f"//{host}:", f"//{local}:")
+        endpoints.append(_replace_ports(endpoint, free_ports))
+    config["etcd"]["endpoints"] = endpoints
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
+    base["HOME"] = str(root)
+    base["PYTHONUNBUFFERED"] = "1"
+    return LocalPod(role, argv, {**base, **env}, root, config_path.read_text(), dict(free_ports), c)
