@@ -100,27 +100,31 @@ def make_tls_files(directory: Path) -> TlsFiles:
 class EtcdServer:
     """One single-member etcd on loopback; see the module docstring."""
 
-    def __init__(self, *, tls: TlsFiles | None = None) -> None:
+    def __init__(self, *, tls: TlsFiles | None = None, host: str = "127.0.0.1", client_port: int = 0,
+                 peer_port: int = 0) -> None:
+        """`host` and fixed ports: for an etcd started elsewhere from `_argv` (e.g. in a lab
+        namespace by `support.cluster_lab`); `start` serves on loopback."""
         self.tls = tls
+        self.host = host
         self._dir = Path(tempfile.mkdtemp(prefix="trackyard-etcd-"))
         self.data_dir = self._dir / "data"
         self.log_path = self._dir / "etcd.log"
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.client_port = client_port or free_port()
+        self.peer_port = peer_port or free_port()
         self.proc: subprocess.Popen | None = None
         self._log = None
 
     @property
     def endpoint(self) -> str:
         """``host:port`` as trackyard's ``etcd.endpoints`` takes it."""
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.client_port}"
 
     def _argv(self) -> list[str]:
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = f"http://{self.host}:{self.peer_port}"
         return [
             ETCD_BINARY,
             "--name", "test",

@@ -32,15 +32,16 @@ HTTP_PORT = 7880
 UDP_PORT = 7882
 
 
-def lab_config(lab: NetLab, **sections) -> Config:
-    """A config for a server in `lab`'s server namespace; keyword arguments override
-    sections as in `support.servers.make_config`, e.g. logging={"level": "debug"}."""
+def lab_config(lab: NetLab, *, address: str = "", **sections) -> Config:
+    """A config for a server in `lab`'s server namespace (or, with `address`, a host of a
+    `RoutedLab` with that address); keyword arguments override sections as in
+    `support.servers.make_config`, e.g. logging={"level": "debug"}."""
     cfg = load_config(body="{}", env={"LIVEKIT_KEYS": f"{API_KEY}: {API_SECRET}"})
     cfg.bind_addresses = ["0.0.0.0"]  # the namespace's lo and every lab link
     cfg.port = HTTP_PORT
     cfg.rtc.udp_port = UDP_PORT
     cfg.rtc.tcp_port = HTTP_PORT + 1
-    cfg.rtc.node_ip = lab.server_ip
+    cfg.rtc.node_ip = address or lab.server_ip
     for name, values in sections.items():
         section = getattr(cfg, name)
         for key, value in values.items():
@@ -51,9 +52,16 @@ def lab_config(lab: NetLab, **sections) -> Config:
 
 
 class LabServer:
-    def __init__(self, lab: NetLab, config: Config | None = None) -> None:
+    def __init__(self, lab: NetLab, config: Config | None = None, *, ns: str = "",
+                 extra_args: tuple[str, ...] = ()) -> None:
+        """`ns`: the namespace to run in (default: the lab's server namespace, reached at
+        ``lab.server_ip``; elsewhere at the config's ``rtc.node_ip``). `extra_args`: more
+        ``trackyard server`` arguments, e.g. ("--role", "media")."""
         self.lab = lab
         self.config = config or lab_config(lab)
+        self.ns = ns or lab.server_ns
+        self.address = lab.server_ip if self.ns == lab.server_ns else self.config.rtc.node_ip
+        self.extra_args = extra_args
         self._dir = tempfile.TemporaryDirectory(prefix="trackyard-lab-")
         self.dir = Path(self._dir.name)
         self.config_path = self.dir / "trackyard.yaml"
@@ -64,7 +72,7 @@ class LabServer:
     @property
     def ws_url(self) -> str:
         """What clients in the client namespaces dial."""
-        return f"ws://{self.lab.server_ip}:{self.config.port}"
+        return f"ws://{self.address}:{self.config.port}"
 
     @property
     def local_url(self) -> str:
@@ -72,8 +80,16 @@ class LabServer:
         return f"http://127.0.0.1:{self.config.port}"
 
     def start(self, timeout: float = 20.0) -> "LabServer":
-        self.process = self.lab.run(self.lab.server_ns, server_argv(self.config_path), env=server_env(),
+        self.launch()
+        return self.wait_started(timeout)
+
+    def launch(self) -> "LabServer":
+        """Start the process without waiting (`wait_started` waits), so nodes start in parallel."""
+        self.process = self.lab.run(self.ns, server_argv(self.config_path, *self.extra_args), env=server_env(),
                                     stdout=self.log_path, stderr=self.log_path.with_suffix(".stderr"))
+        return self
+
+    def wait_started(self, timeout: float = 20.0) -> "LabServer":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.process.alive():
@@ -104,7 +120,7 @@ class LabServer:
     def api(self, *args: str, timeout: float = 20.0) -> dict:
         """Run ``lab_api.py <args>`` in the server namespace; return its JSON answer."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
-        proc = self.lab.exec(self.lab.server_ns,
+        proc = self.lab.exec(self.ns,
                              [sys.executable, str(LAB_API), "--url", self.local_url, "--key", API_KEY,
                               "--secret", API_SECRET, *args], timeout=timeout, env=env)
         if proc.returncode != 0:

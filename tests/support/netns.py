@@ -45,6 +45,22 @@ veth pair inside the same namespace that leads nowhere (``tyblk0``/``tyblk1``), 
 die; `dropped_by_loss` counts them. Delay (`set_delay`) needs netem and raises
 `ImpairmentUnsupported` without it.
 
+Routed labs (`RoutedLab`, for a cluster: several server-side hosts, each with an address of
+its own)::
+
+    ns "…-<host>" 10.78.0.<n>  ──veth──┐                    ┌──veth── ns "…-c<i>" 10.78.1.<i+1>
+    (one per named host: "lb",        ns "…-rt" 10.78.0.254 (IP forwarding on, one
+     "db", "ctl0", "med0", …)          to-<host> / to-c<i> link each, a /32 route per peer)
+
+* A distinct range (10.78.0.0/16) from the single-server lab. Every host and client has one
+  point-to-point link to the router and one route, 10.78.0.0/16 via 10.78.0.254; the router
+  forwards between them. Nothing else is routed, so no packet leaves the lab.
+* Host names are short lowercase words (``[a-z][a-z0-9]{0,9}``), host ``k`` (in the order
+  given) gets ``10.78.0.<k+1>``: `RoutedLab.address`. Processes in different hosts never
+  share ports, so every node of a cluster can use the same ones.
+* `run`, `exec`, `set_loss` (on a host's, client's or the router's links), `close` and
+  `leftovers` work as for `NetLab`; `server_ns` / `server_ip` name the router.
+
 Cleanup: `NetLab.close` SIGTERMs, then SIGKILLs every process it started (by PID), kills
 any other process still inside its namespaces (``ip netns pids``), and deletes the
 namespaces (which destroys the veths). `cleanup_stale` does the same for leftovers of
@@ -68,6 +84,8 @@ from typing import IO, Sequence
 
 PREFIX = "ty-"
 SERVER_IP = "10.77.0.1"
+ROUTED_NET = "10.78.0.0/16"
+ROUTER_IP = "10.78.0.254"
 _CMD_TIMEOUT = 10.0
 _HAVE_SETPRIV = shutil.which("setpriv") is not None  # util-linux
 
@@ -149,7 +167,7 @@ def delete_namespace(ns: str) -> None:
 
 def cleanup_stale(prefix: str = PREFIX) -> list[str]:
     """Delete lab namespaces left by crashed runs (creator pid gone). Returns their names."""
-    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-[0-9a-f]{{4}}-(srv|c\d+)$")
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-[0-9a-f]{{4}}-[a-z][a-z0-9]*$")
     removed = []
     for ns in list_namespaces():
         match = pattern.match(ns)
@@ -323,24 +341,31 @@ class NetLab:
             raise NetnsUnavailable(reason)
         cleanup_stale(self.prefix)
         try:
-            for ns in self.namespaces:
-                _ip("netns", "add", ns)
-                self._created.append(ns)
-                for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
-                    _sysctl(ns, key, "1")
-                _ip("-n", ns, "link", "set", "lo", "up")
-            for i, ns in enumerate(self.client_ns):
-                srv_dev, cli_dev, cli_ip = f"to-c{i}", "ty0", self.client_ip(i)
-                _ip("link", "add", srv_dev, "netns", self.server_ns, "type", "veth",
-                    "peer", "name", cli_dev, "netns", ns)
-                _ip("-n", self.server_ns, "addr", "add", self.server_ip, "peer", f"{cli_ip}/32", "dev", srv_dev)
-                _ip("-n", ns, "addr", "add", cli_ip, "peer", f"{self.server_ip}/32", "dev", cli_dev)
-                _ip("-n", self.server_ns, "link", "set", srv_dev, "up")
-                _ip("-n", ns, "link", "set", cli_dev, "up")
+            self._add_namespaces()
+            self._link()
         except BaseException:
             self.close()
             raise
         return self
+
+    def _link(self) -> None:
+        """The links and addresses (the namespaces exist): a veth pair per client."""
+        for i, ns in enumerate(self.client_ns):
+            srv_dev, cli_dev, cli_ip = f"to-c{i}", "ty0", self.client_ip(i)
+            _ip("link", "add", srv_dev, "netns", self.server_ns, "type", "veth",
+                "peer", "name", cli_dev, "netns", ns)
+            _ip("-n", self.server_ns, "addr", "add", self.server_ip, "peer", f"{cli_ip}/32", "dev", srv_dev)
+            _ip("-n", ns, "addr", "add", cli_ip, "peer", f"{self.server_ip}/32", "dev", cli_dev)
+            _ip("-n", self.server_ns, "link", "set", srv_dev, "up")
+            _ip("-n", ns, "link", "set", cli_dev, "up")
+
+    def _add_namespaces(self) -> None:
+        for ns in self.namespaces:
+            _ip("netns", "add", ns)
+            self._created.append(ns)
+            for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
+                _sysctl(ns, key, "1")
+            _ip("-n", ns, "link", "set", "lo", "up")
 
     def close(self) -> None:
         """Stop every process it started (SIGTERM, at most 3 s in all, then SIGKILL, by PID),
@@ -496,3 +521,58 @@ class NetLab:
 
         info = json.loads(_ip("-n", ns, "-s", "-j", "link", "show", "tyblk1").stdout)
         return int(info[0]["stats64"]["rx"]["packets"])
+
+
+class RoutedLab(NetLab):
+    """Named server-side hosts and client namespaces around a router namespace (see
+    "Routed labs" in the module docstring). ``with RoutedLab(["lb", "db", "med0"], 2) as lab``."""
+
+    def __init__(self, hosts: Sequence[str], clients: int = 2, *, prefix: str = PREFIX) -> None:
+        super().__init__(clients, prefix=prefix)
+        hosts = list(hosts)
+        if not 1 <= len(hosts) <= 200 or len(set(hosts)) != len(hosts):
+            raise ValueError("1..200 distinct host names")
+        for name in hosts:
+            if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", name) or name == "rt" or re.fullmatch(r"c\d+", name):
+                raise ValueError(f"bad host name {name!r}")
+        self.server_ns = f"{self.id}-rt"
+        self.server_ip = ROUTER_IP
+        self.host_ns = {name: f"{self.id}-{name}" for name in hosts}
+        self._host_ip = {name: f"10.78.0.{k + 1}" for k, name in enumerate(hosts)}
+
+    @property
+    def router_ns(self) -> str:
+        return self.server_ns
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.server_ns, *self.host_ns.values(), *self.client_ns]
+
+    def address(self, host: str) -> str:
+        return self._host_ip[host]
+
+    def client_ip(self, index: int) -> str:
+        return f"10.78.1.{index + 1}"
+
+    def _peers(self) -> list[tuple[str, str, str]]:
+        """(router-side device, namespace, address) for every host and client."""
+        peers = [(f"to-{name}", ns, self._host_ip[name]) for name, ns in self.host_ns.items()]
+        return peers + [(f"to-c{i}", ns, self.client_ip(i)) for i, ns in enumerate(self.client_ns)]
+
+    def links(self, ns: str) -> list[str]:
+        if ns == self.server_ns:
+            return [dev for dev, _, _ in self._peers()]
+        if ns in self.client_ns or ns in self.host_ns.values():
+            return ["ty0"]
+        raise KeyError(ns)
+
+    def _link(self) -> None:
+        """A veth pair from the router to every host and client; the router forwards."""
+        _sysctl(self.server_ns, "net.ipv4.ip_forward", "1")
+        for dev, ns, address in self._peers():
+            _ip("link", "add", dev, "netns", self.server_ns, "type", "veth", "peer", "name", "ty0", "netns", ns)
+            _ip("-n", self.server_ns, "addr", "add", ROUTER_IP, "peer", f"{address}/32", "dev", dev)
+            _ip("-n", ns, "addr", "add", address, "peer", f"{ROUTER_IP}/32", "dev", "ty0")
+            _ip("-n", self.server_ns, "link", "set", dev, "up")
+            _ip("-n", ns, "link", "set", "ty0", "up")
+            _ip("-n", ns, "route", "add", ROUTED_NET, "via", ROUTER_IP, "dev", "ty0")
