@@ -25,6 +25,12 @@ from trackyard.rooms.speakers import SpeakerTracker
 from trackyard.webhooks import events as hooks
 
 AUDIO_STALE = 1.0  # seconds without a level report after which a participant counts as silent
+#: Rooms with more participants than this send updates about participants that publish
+#: nothing (joins, leaves, metadata of listeners) in batches instead of one by one, so that a
+#: join storm does not cost O(N) messages per join. Publishers' updates always go at once.
+LARGE_ROOM = 50
+#: How often a large room sends its batched participant updates (seconds).
+UPDATE_BATCH_INTERVAL = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,8 @@ class Room:
         self._tasks: set[asyncio.Task] = set()
         self._speakers = SpeakerTracker()
         self._audio: dict[str, tuple[int, bool, float]] = {}  # participant sid → (dBov, voice, when)
+        self._batched: dict[str, models.ParticipantInfo] = {}  # sid → latest not yet sent
+        self._batch_timer: asyncio.TimerHandle | None = None
 
     # --- queries ----------------------------------------------------------------------
     def by_sid(self, sid: str) -> Participant | None:
@@ -174,10 +182,47 @@ class Room:
 
     # --- broadcasting -----------------------------------------------------------------
     def _broadcast_update(self, infos: list[models.ParticipantInfo], *, exclude: Participant | None = None) -> None:
+        """Send participant infos to everyone in the room (but `exclude`).
+
+        In a large room, infos of participants that publish nothing wait for the next batch
+        (the latest info per participant wins; recipients are those present at the flush, so
+        `exclude` only matters for participants still in the room and is honoured by sending
+        at once). Anything else goes at once, after the batch, so that no client sees an
+        older info after a newer one."""
+        if exclude is None or exclude.identity not in self.participants:
+            if self._batch(infos):
+                return
+        self.flush_updates()
         message = rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=infos))
         for p in self.participants.values():
             if p is not exclude:
                 p.send(message)
+
+    def _batch(self, infos: list[models.ParticipantInfo]) -> bool:
+        if len(self.participants) <= LARGE_ROOM or any(i.is_publisher or i.tracks for i in infos):
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        for info in infos:
+            self._batched[info.sid] = info
+        if self._batch_timer is None:
+            self._batch_timer = loop.call_later(UPDATE_BATCH_INTERVAL, self.flush_updates)
+        return True
+
+    def flush_updates(self) -> None:
+        """Send the batched participant updates now (one message to everyone)."""
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        if not self._batched or self.closed:
+            self._batched.clear()
+            return
+        message = rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=list(self._batched.values())))
+        self._batched.clear()
+        for p in self.participants.values():
+            p.send(message)
 
     def broadcast_participant(self, participant: Participant) -> None:
         """Tell everyone (the participant included) its current info; hidden ones only learn of themselves."""
@@ -414,6 +459,7 @@ class Room:
         for participant in list(self.participants.values()):
             self.remove(participant, reason, rejoin=rejoin)
         self.closed = True
+        self.flush_updates()  # nobody is left to tell: drops the batch and its timer
         self._events.notify(hooks.room_finished(self.to_proto()))
         self._on_closed(self)
         log.info("room %s closed (%s)", self.name, Reason.Name(reason))
