@@ -14,7 +14,9 @@ real `trackyard` processes on loopback next to a real etcd. Nothing else is chan
 Then the kubelet's probes (/healthz, /readyz on the port the probe names) answer 200 on
 both pods, a client joins a room through the control node with the API key from the
 rendered Secret, the room is placed on the media node (which registered with the address
-NODE_IP gave it), RoomService lists it, and /metrics answers as the ServiceMonitor expects.
+NODE_IP gave it), `trackyard nodes list` run with the control pod's config and env sees the
+node, RoomService lists the room, /metrics answers as the ServiceMonitor expects, and SIGTERM
+drains the media node within the grace period the chart gives it.
 """
 
 from __future__ import annotations
@@ -159,6 +161,12 @@ async def test_the_charts_configuration_boots_a_working_cluster(variant, etcd, t
             assert record["node_id"] == node["node_id"] and record["room_sid"] == join.room.sid
         finally:
             await store.close()
+
+        # the operator's view from a control pod (docs/deploy.md): its config file and env
+        listing = subprocess.run([control_pod.argv[0], "nodes", "list", "--json", "--config",
+                                  control_pod.argv[control_pod.argv.index("--config") + 1]],
+                                 env=control_pod.env, capture_output=True, text=True, timeout=30)
+        assert listing.returncode == 0 and node["node_id"] in listing.stdout, listing.stderr
 
         async with api.LiveKitAPI(control.url, api_key, api_secret) as lkapi:
             listed = await lkapi.room.list_rooms(api.ListRoomsRequest(names=["boot-room"]))
