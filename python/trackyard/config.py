@@ -15,7 +15,8 @@ Accepted keys (anything else is rejected, naming the full dotted key)::
             max_participant_identity_length, max_participant_name_length,
             max_api_request_body_size, signal_message_size_limit}
     webhook: {urls: [], api_key: "", filter_params: {include_events: [], exclude_events: []}}
-    logging: {level: info, json: false}       # level: debug|info|warn|warning|error
+    logging: {level: info, json: true}        # level: debug|info|warn|warning|error; json: false with --dev
+    metrics: {enabled: true, username: "", password: ""}   # trackyard-specific: /metrics, basic auth
     signal: {ping_interval: 5, ping_timeout: 15, reconnect_timeout: 15.0}   # trackyard-specific
     etcd: {endpoints: [], prefix: /trackyard/, username: "", password: "",   # trackyard-specific;
            ca_file: "", cert_file: "", key_file: "", dial_timeout: 3.0}    # no endpoints = single node
@@ -60,6 +61,7 @@ ENV_OVERRIDES = {  # environment variable -> (section, key)
     "TRACKYARD_GRPC_ADDRESS": ("node", "grpc_address"),
     "TRACKYARD_ETCD_USERNAME": ("etcd", "username"),
     "TRACKYARD_ETCD_PASSWORD": ("etcd", "password"),
+    "TRACKYARD_METRICS_PASSWORD": ("metrics", "password"),
 }
 
 
@@ -106,7 +108,16 @@ class WebhookConfig:
 @dataclass
 class LoggingConfig:
     level: str = "info"           # debug|info|warning|error ("warn" is normalised)
-    json: bool = False
+    json: bool = True             # one JSON object per line; --dev: false unless set
+
+
+@dataclass
+class MetricsConfig:
+    """Prometheus metrics on ``/metrics`` of the HTTP port (see docs/operations.md)."""
+
+    enabled: bool = True
+    username: str = ""            # basic auth for /metrics; set together with password
+    password: str = ""
 
 
 @dataclass
@@ -187,6 +198,7 @@ class Config:
     limit: LimitConfig = field(default_factory=LimitConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     signal: SignalConfig = field(default_factory=SignalConfig)
     etcd: EtcdConfig = field(default_factory=EtcdConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -387,6 +399,8 @@ def load_config(
         cfg.development = True
         if "level" not in logging_raw:
             cfg.logging.level = "debug"
+        if "json" not in logging_raw:
+            cfg.logging.json = False  # readable lines in development, JSON otherwise
         if not cfg.keys:
             cfg.keys = dict(DEV_KEYS)
         if "bind_addresses" not in raw:
@@ -413,6 +427,9 @@ def _validate(cfg: Config) -> None:
     if cfg.signal.ping_timeout < cfg.signal.ping_interval:
         raise ConfigError("signal.ping_timeout", "must be >= signal.ping_interval")
     _validate_etcd(cfg.etcd)
+    if bool(cfg.metrics.username) != bool(cfg.metrics.password):
+        raise ConfigError("metrics.password" if cfg.metrics.username else "metrics.username",
+                          "metrics.username and metrics.password are set together")
     _validate_node(cfg)
     if not cfg.keys:
         raise ConfigError(

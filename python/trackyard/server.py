@@ -33,6 +33,7 @@ from trackyard.config import Config
 from trackyard.context import NodeContext
 from trackyard.engine import MediaEngine, is_debug_build
 from trackyard.engine import version as engine_version
+from trackyard.logs import set_node
 from trackyard.media.session import MediaBackend
 from trackyard.media.webrtc import WebRtcBackend
 from trackyard.rooms.admin import RoomAdmin
@@ -138,6 +139,12 @@ def build_server(config: Config, *, media: MediaBackend | None = None) -> Server
         return web.Response(status=200 if ready else 503, text=text)
 
     app.router.add_get("/readyz", readyz)
+    if config.metrics.enabled:
+        from trackyard.metrics.collector import server_registry
+        from trackyard.metrics.endpoint import add_metrics_route
+
+        add_metrics_route(app, server_registry(server), username=config.metrics.username,
+                          password=config.metrics.password)
 
     async def on_startup(_app: web.Application) -> None:
         if engine is not None:
@@ -231,6 +238,7 @@ def make_runner(app: web.Application, *, shutdown_timeout: float = 5.0) -> web.A
 async def serve(config: Config, *, media: MediaBackend | None = None) -> None:
     """Run until SIGINT/SIGTERM."""
     server = build_server(config, media=media)
+    set_node(server.node_id, server.role)
     runner = make_runner(server.app)
     await runner.setup()
     for address in config.bind_addresses:

@@ -97,7 +97,7 @@ def test_dataclass_defaults():
     assert cfg.limit.max_api_request_body_size == 10 * 1024 * 1024
     assert cfg.limit.signal_message_size_limit == 1024 * 1024
     assert cfg.webhook.urls == [] and cfg.webhook.include_events == [] and cfg.webhook.exclude_events == []
-    assert (cfg.logging.level, cfg.logging.json) == ("info", False)
+    assert (cfg.logging.level, cfg.logging.json) == ("info", True)
     assert cfg.signal == SignalConfig(ping_interval=5, ping_timeout=15, reconnect_timeout=15.0)
     assert cfg.etcd == EtcdConfig(endpoints=[], prefix="/trackyard/", username="", password="",
                                   ca_file="", cert_file="", key_file="", dial_timeout=3.0)

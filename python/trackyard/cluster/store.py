@@ -34,6 +34,9 @@ the gRPC target is computed here (the library only knows ``ipv4:`` address lists
 name such as a Kubernetes Service would not resolve), and channel options are added: the
 reconnect backoff is capped at 1 s (gRPC's default grows to 2 minutes, which would delay
 recovery after an etcd outage by as much) and the connect timeout is ``timeout``.
+
+Every call's duration and failure is recorded in ``metrics`` (:mod:`trackyard.metrics.etcd`),
+which the node's ``/metrics`` reports.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -61,6 +65,7 @@ from etcd3aio._protobuf import Compare  # KVService has no mod-revision compare 
 from etcd3aio.kv import KVService
 
 from trackyard.errors import NotFound, Unavailable
+from trackyard.metrics.etcd import EtcdRequestMetrics
 
 if TYPE_CHECKING:
     from trackyard.config import EtcdConfig
@@ -186,6 +191,7 @@ class EtcdStore:
         self._client: Etcd3Client | None = None
         self._auth_lock = asyncio.Lock()
         self._token_generation = 0
+        self.metrics = EtcdRequestMetrics()
 
     @classmethod
     def from_config(cls, cfg: "EtcdConfig", *, prefix: str | None = None) -> "EtcdStore":
@@ -270,7 +276,18 @@ class EtcdStore:
             self._token_generation += 1
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run one etcd call, bounded by ``timeout``, mapping failures (module docstring)."""
+        """Run one etcd call, bounded by ``timeout``, mapping failures (module docstring),
+        and record its duration (and failure) in ``metrics``."""
+        started, failed = time.monotonic(), False
+        try:
+            return await self._call_unmetered(what, fn)
+        except EtcdUnavailable:
+            failed = True
+            raise
+        finally:
+            self.metrics.observe(what, time.monotonic() - started, failed=failed)
+
+    async def _call_unmetered(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:
             async with asyncio.timeout(self.timeout):
                 for attempt in range(2):

@@ -108,7 +108,7 @@ class RoomManager:
             )
             self.rooms[room.name] = room
             self.events.notify(hooks.room_started(room.to_proto()))
-            log.info("room %s created (%s)", room.name, room.sid)
+            log.info("room %s created (%s)", room.name, room.sid, extra={"room": room.name})
             self._tell(self.on_created, room)
             return room
         settings = room.settings

@@ -165,7 +165,8 @@ class Room:
             self._events.notify(hooks.participant_left(room, info))
         else:
             self._events.notify(hooks.participant_connection_aborted(room, info))
-        log.info("participant %s left room %s (%s)", participant.identity, self.name, Reason.Name(reason))
+        log.info("participant %s left room %s (%s)", participant.identity, self.name, Reason.Name(reason),
+                 extra={"room": self.name, "participant": participant.identity, "participant_sid": participant.sid})
 
     def _detach(self, participant: Participant) -> None:
         if participant.sink is not None:
@@ -462,4 +463,4 @@ class Room:
         self.flush_updates()  # nobody is left to tell: drops the batch and its timer
         self._events.notify(hooks.room_finished(self.to_proto()))
         self._on_closed(self)
-        log.info("room %s closed (%s)", self.name, Reason.Name(reason))
+        log.info("room %s closed (%s)", self.name, Reason.Name(reason), extra={"room": self.name})

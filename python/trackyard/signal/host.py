@@ -25,7 +25,7 @@ import time
 
 from livekit.protocol import models, rtc
 
-from trackyard import errors
+from trackyard import errors, logs
 from trackyard.context import NodeContext
 from trackyard.media.session import SessionOptions
 from trackyard.rooms.participant import ConnectionOptions, Participant, is_dependent
@@ -145,6 +145,8 @@ class HostSession:
             self.room.remove(self.participant, models.DisconnectReason.SIGNAL_CLOSE, tell_client=False)
 
     async def _guarded(self, run) -> None:
+        logs.bind(room=self.admission.room_name, participant=self.admission.grants.identity,
+                  participant_sid=self.participant.sid if self.participant else self.admission.params.participant_sid)
         try:
             await run
         except Exception:

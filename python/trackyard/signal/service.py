@@ -24,7 +24,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from google.protobuf.message import DecodeError
 from livekit.protocol import rtc
 
-from trackyard import errors
+from trackyard import errors, logs
 from trackyard.config import Config
 from trackyard.roles.router import Router
 from trackyard.rooms.manager import check_room_name
@@ -112,6 +112,7 @@ class SignalService:
             return web.Response(status=404, text="404 page not found")
         try:
             admission = admit_request(self.config, request.headers, request.query, single_pc=single_pc)
+            logs.bind(room=admission.room_name, participant=admission.grants.identity)
             session = await self._open(admission)
         except Refused as refused:
             return web.Response(status=refused.status, text=refused.text)

@@ -1,0 +1,211 @@
+"""`/metrics` of real trackyard processes, parsed with prometheus_client's own parser.
+
+- A single node (a real process) while aiortc clients on loopback publish and subscribe
+  audio: the room, participant and track gauges match, and the packet, byte and forwarding
+  counters and the forwarding-delay histogram move.
+- Servers in one process keep separate registries; basic auth; metrics switched off.
+- A cluster (real etcd, a media and a control node): etcd request metrics on both, the
+  cluster view on the control node, and etcd errors counted while etcd is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+import time
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from support.aiortc_client import AiortcParticipant, SineTrack, loopback_only
+from support.cluster_nodes import TestCluster
+from support.etcd import EtcdServer, etcd_available, unique_prefix
+from support.servers import InProcessServer, ServerProcess, make_config
+from support.tokens import join_token
+
+WAIT = 15.0
+
+
+def basic(username: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+
+
+async def scrape(url: str, *, headers: dict | None = None) -> dict[str, list]:
+    """{family name: [(sample name, labels, value), ...]} from `url`/metrics."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url + "/metrics", headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            assert resp.status == 200, await resp.text()
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            text = await resp.text()
+    return {f.name: [(s.name, s.labels, s.value) for s in f.samples] for f in text_string_to_metric_families(text)}
+
+
+def value(metrics: dict, family: str, sample: str | None = None, **labels: str) -> float:
+    """The one sample of `family` (named `sample`, default the family) whose labels include `labels`."""
+    found = [v for name, lbls, v in metrics.get(family, []) if name == (sample or family)
+             and all(lbls.get(k) == want for k, want in labels.items())]
+    assert len(found) == 1, (family, sample, labels, metrics.get(family))
+    return found[0]
+
+
+async def wait_metrics(url: str, predicate, what: str, timeout: float = WAIT) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        metrics = await scrape(url)
+        if predicate(metrics):
+            return metrics
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+def node():
+    # clients that vanish without a leave are removed a second later (not after 15 s)
+    server = ServerProcess(make_config(signal={"reconnect_timeout": 1.0})).start()
+    yield server
+    server.cleanup()
+
+
+async def test_metrics_move_when_audio_flows_through_a_node(node):
+    before = await scrape(node.url)
+    assert value(before, "trackyard_build_info") == 1
+    for family in ("trackyard_rooms", "trackyard_participants", "trackyard_packets"):
+        for _, labels, _ in before[family]:
+            assert labels["role"] == "all" and labels["node_id"].startswith("ND_")
+    assert value(before, "trackyard_rooms") == 0
+    assert value(before, "trackyard_forward_delay_seconds", "trackyard_forward_delay_seconds_count") == 0
+
+    with loopback_only():
+        alice = await AiortcParticipant.join_v1(node.ws_url, join_token("alice", "m1"), "alice",
+                                                publish=SineTrack(440))
+        bob = None
+        try:
+            await alice.wait_connected(alice.pc)
+            await wait_metrics(node.url, lambda m: value(m, "trackyard_tracks_published", kind="audio") == 1,
+                               "alice's track published")
+            bob = await AiortcParticipant.join_v0(node.ws_url, join_token("bob", "m1"), "bob")
+            await bob.wait_connected(bob.sub_pc)
+            await asyncio.wait_for(_until(lambda: len(bob.audio) > 50), 2 * WAIT)
+            during = await wait_metrics(
+                node.url, lambda m: value(m, "trackyard_tracks_subscribed", kind="audio") == 1,
+                "bob's subscription in the metrics")
+        except BaseException:
+            print(node.logs()[-5000:], file=sys.__stderr__)
+            raise
+        finally:
+            await alice.close()
+            if bob is not None:
+                await bob.close()
+
+    assert value(during, "trackyard_rooms") == 1
+    assert value(during, "trackyard_participants") == 2
+    assert value(during, "trackyard_tracks_published", kind="audio") == 1
+    assert value(during, "trackyard_tracks_published", kind="video") == 0
+    assert value(during, "trackyard_tracks_subscribed", kind="video") == 0
+    assert value(during, "trackyard_signal_connections") == 2
+    for direction in ("in", "out"):
+        grew = value(during, "trackyard_packets", "trackyard_packets_total", direction=direction)
+        assert grew > value(before, "trackyard_packets", "trackyard_packets_total", direction=direction) + 40
+        assert value(during, "trackyard_bytes", "trackyard_bytes_total", direction=direction) > value(
+            before, "trackyard_bytes", "trackyard_bytes_total", direction=direction) + 4_000
+    forwarded = value(during, "trackyard_forwarded_packets", "trackyard_forwarded_packets_total")
+    assert forwarded > 40
+    # every forwarded copy is one observation of the delay histogram (same worker, same moment)
+    count = value(during, "trackyard_forward_delay_seconds", "trackyard_forward_delay_seconds_count")
+    assert 40 < count <= forwarded + 5
+    inf = value(during, "trackyard_forward_delay_seconds", "trackyard_forward_delay_seconds_bucket", le="+Inf")
+    assert inf == count
+    buckets = [v for name, lbls, v in during["trackyard_forward_delay_seconds"] if name.endswith("_bucket")]
+    assert buckets == sorted(buckets)  # cumulative
+    assert value(during, "trackyard_forward_delay_seconds", "trackyard_forward_delay_seconds_sum") > 0
+    assert value(during, "trackyard_packets_lost", "trackyard_packets_lost_total", direction="in") >= 0
+    assert value(during, "trackyard_node_draining") == 0
+
+    after = await wait_metrics(node.url, lambda m: value(m, "trackyard_participants") == 0, "participants gone")
+    assert value(after, "trackyard_tracks_published", kind="audio") == 0
+    assert value(after, "trackyard_forwarded_packets", "trackyard_forwarded_packets_total") >= forwarded  # monotonic
+
+
+async def _until(predicate):
+    while not predicate():
+        await asyncio.sleep(0.05)
+
+
+async def test_servers_in_one_process_have_their_own_registries():
+    first = await InProcessServer(make_config()).start()
+    second = await InProcessServer(make_config(metrics={"username": "prom", "password": "scrape-me"})).start()
+    third = await InProcessServer(make_config(metrics={"enabled": False})).start()
+    try:
+        one = await scrape(first.url)
+        (_, labels, _), = one["trackyard_rooms"]
+        assert labels["node_id"] == first.server.node_id
+        async with aiohttp.ClientSession() as session:
+            async with session.get(second.url + "/metrics") as resp:
+                assert resp.status == 401 and "Basic" in resp.headers["WWW-Authenticate"]
+            async with session.get(second.url + "/metrics", headers=basic("prom", "wrong")) as resp:
+                assert resp.status == 401
+            async with session.get(third.url + "/metrics") as resp:
+                assert resp.status == 404
+        two = await scrape(second.url, headers=basic("prom", "scrape-me"))
+        (_, labels, _), = two["trackyard_rooms"]
+        assert labels["node_id"] == second.server.node_id != first.server.node_id
+    finally:
+        for server in (first, second, third):
+            await server.stop()
+
+
+@pytest.mark.skipif(not etcd_available(), reason="needs the etcd binary (scripts/bootstrap --tests)")
+async def test_cluster_nodes_report_etcd_requests_and_errors():
+    etcd = EtcdServer().start()
+    cluster = TestCluster(etcd, unique_prefix("metrics"))
+    try:
+        media, control = cluster.add("media", "control")
+        await cluster.wait_media(1)
+        m = await wait_metrics(control.url, lambda m: value(m, "trackyard_cluster_media_nodes", state="serving") == 1,
+                               "the control node to see the media node")
+        assert value(m, "trackyard_cluster_media_nodes", state="draining") == 0
+        assert value(m, "trackyard_cluster_rooms") == 0
+        assert "trackyard_rooms" not in m  # a control node hosts no room
+        for node in (media, control):
+            metrics = await scrape(node.url)
+            requests = sum(v for name, _, v in metrics["trackyard_etcd_request_duration_seconds"]
+                           if name.endswith("_count"))
+            assert requests > 0, node.node_id
+            for _, labels, _ in metrics["trackyard_etcd_request_duration_seconds"]:
+                assert labels["node_id"] == node.node_id and labels["role"] == node.role
+
+        etcd.stop()
+        # readiness probes (one etcd read each) and the media node's keepalives fail meanwhile
+        for node in (media, control):
+            deadline = time.monotonic() + WAIT
+            while True:
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(node.url + "/readyz") as resp:
+                        assert resp.status == 503 or time.monotonic() < deadline
+                errors = sum(v for name, _, v in (await scrape(node.url)).get("trackyard_etcd_request_errors", [])
+                             if name.endswith("_total"))
+                if errors > 0:
+                    break
+                assert time.monotonic() < deadline, f"no etcd error counted on {node.node_id}"
+                await asyncio.sleep(0.2)
+    except BaseException:
+        print(cluster.logs(), file=sys.__stderr__)
+        raise
+    finally:
+        cluster.close()
+        etcd.cleanup()
+
+
+def test_metrics_config_keys():
+    from trackyard.config import load_config
+    from trackyard.errors import ConfigError
+
+    keys = {"LIVEKIT_KEYS": "k: " + "s" * 40}
+    cfg = load_config(body="metrics: {username: prom}", env={**keys, "TRACKYARD_METRICS_PASSWORD": "from-a-secret"})
+    assert (cfg.metrics.enabled, cfg.metrics.username, cfg.metrics.password) == (True, "prom", "from-a-secret")
+    with pytest.raises(ConfigError, match="metrics.password"):
+        load_config(body="metrics: {username: prom}", env=keys)
+    assert load_config(body="metrics: {enabled: false}", env=keys).metrics.enabled is False
