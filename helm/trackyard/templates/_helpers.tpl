@@ -89,7 +89,7 @@ etcd credentials), so no secret is ever in a ConfigMap.
 */}}
 {{- define "trackyard.configYaml" -}}
 {{- $root := .root }}
-{{- $cfg := mustMergeOverwrite (deepCopy $root.Values.config) (deepCopy (index $root.Values .role).config) }}
+{{- $cfg := mustMergeOverwrite (deepCopy ($root.Values.config | default dict)) (deepCopy ((index $root.Values .role).config | default dict)) }}
 {{- $etcd := dict "endpoints" (include "trackyard.etcdEndpoints" $root | fromJsonArray) "prefix" $root.Values.etcd.prefix "dial_timeout" $root.Values.etcd.dialTimeout }}
 {{- if include "trackyard.etcdTLSEnabled" $root }}
 {{- $tls := $root.Values.etcd.external.tls }}
