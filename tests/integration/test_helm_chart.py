@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import subprocess
 import typing
 
 import kubernetes_validate
@@ -210,6 +211,20 @@ def test_bundled_etcd_is_the_nodes_endpoint(rendered):
     args = statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
     initial = next(a for a in args if a.startswith("--initial-cluster="))
     assert initial.count("=http://") == statefulset["spec"]["replicas"] == 3
+
+
+def test_bundled_etcd_flags_are_etcd_flags(rendered):
+    """Every flag the StatefulSet passes is one the etcd binary knows (Debian's etcd 3.4, the
+    tests' etcd; the image is 3.5, whose flags are a superset of these)."""
+    from support.etcd import ETCD_BINARY, etcd_available
+
+    if not etcd_available():
+        pytest.skip("no etcd binary (scripts/bootstrap --tests installs it)")
+    help_text = subprocess.run([ETCD_BINARY, "--help"], capture_output=True, text=True, timeout=30)
+    known = set(re.findall(r"^\s+(--[a-z0-9-]+)", help_text.stdout + help_text.stderr, re.M))
+    args = one(rendered["defaults"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["args"]
+    flags = {a.split("=", 1)[0] for a in args}
+    assert len(known) > 50 and flags <= known, flags - known
 
 
 def test_generated_keys_are_a_working_livekit_keys_value(rendered):
