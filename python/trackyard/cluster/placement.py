@@ -52,7 +52,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 from trackyard import ids
-from trackyard.cluster.registry import SERVING, NodeDirectory, NodeView
+from trackyard.cluster.registry import DRAINING, SERVING, NodeDirectory, NodeView
+from trackyard.cluster.room_state import forget_room_state, load_room_state
 from trackyard.cluster.store import EtcdStore, EtcdUnavailable, Entry, LeaseNotFound
 from trackyard.cluster.view import PrefixView
 from trackyard.errors import Internal, InvalidArgument, Unavailable
@@ -209,8 +210,12 @@ class Placement:
             raise InvalidArgument("room name is required")
         refresh = not self.directory.synced  # just started: read the nodes, not "none yet"
         refreshed = False
+        sid = ""
         for _ in range(self.attempts):
             try:
+                if not sid:  # a room placed before (its node died or drained) keeps its sid
+                    saved = await load_room_state(self.store, room_name)
+                    sid = saved.room_sid if saved is not None and saved.room_sid else ids.new_id(ids.ROOM)
                 if refresh:
                     await self.directory.refresh()
                     refreshed = True
@@ -224,7 +229,7 @@ class Placement:
                         refresh = True
                         continue
                     raise Unavailable(NO_NODE)
-                record = RoomRecord(room_name, node.node_id, ids.new_id(ids.ROOM), int(time.time()))
+                record = RoomRecord(room_name, node.node_id, sid, int(time.time()))
                 created, current = await self.store.txn_create_if_absent(
                     ROOMS + room_name, record.encode(), node.lease,
                     unchanged={f"nodes/{node.node_id}": node.mod_revision})
@@ -266,11 +271,27 @@ async def claim_rooms(store: EtcdStore, lease_id: int, rooms: Iterable[RoomRecor
 
 async def release_room(store: EtcdStore, record: RoomRecord) -> bool:
     """Remove ``rooms/{name}`` when the hosting node closes the room, but only if it still
-    names this node and room sid (never another node's newer placement)."""
+    names this node and room sid (never another node's newer placement). A node that is
+    serving closes the room for good, so the room's saved settings go too; a draining one
+    moves it, and they stay for its next home (see `cluster.room_state`)."""
     entry = await store.get(ROOMS + record.room_name)
     if entry is None:
         return False
     current = RoomRecord.decode(record.room_name, entry.value)
     if (current.node_id, current.room_sid) != (record.node_id, record.room_sid):
         return False
-    return await store.delete_if_unchanged(entry.key, entry.mod_revision)
+    released = await store.delete_if_unchanged(entry.key, entry.mod_revision)
+    if released and not await _draining(store, record.node_id):
+        await forget_room_state(store, record.room_name, record.room_sid)
+    return released
+
+
+async def _draining(store: EtcdStore, node_id: str) -> bool:
+    """Is the node draining (or gone: its rooms are being moved, not closed)?"""
+    entry = await store.get(f"nodes/{node_id}")
+    if entry is None:
+        return True
+    try:
+        return json.loads(entry.value).get("state") == DRAINING
+    except ValueError:
+        return False
