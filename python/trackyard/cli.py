@@ -96,10 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--valid-for", type=float, default=6 * 3600, metavar="SECONDS", help="lifetime (default 6 h)")
     token.add_argument("--json", action="store_true", help="print JSON instead of the bare token")
     token.set_defaults(run=_token)
+
+    sub.add_parser("bench", help="load-test a LiveKit-compatible server, like lk load-test "
+                                 "(`trackyard bench --help`, docs/benchmarks.md)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its own parser: run (default) and compare
+        from trackyard.bench.cli import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.run(args)
 
