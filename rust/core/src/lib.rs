@@ -15,6 +15,7 @@
 //! | [`codec`] | keyframe detection for VP8, VP9, H.264 and AV1 payloads | RFC 7741, 9628, 6184, AV1 RTP |
 //! | [`seq`] | wrap-aware sequence number arithmetic shared by the above | — |
 //! | [`forwarder`] | simulcast layer activity, selection and switching; keyframe request pacing | — |
+//! | [`downtrack`] | one subscriber's step: layer verdict, continuous numbering, header rewrite | RFC 8285 |
 //! | [`sequencer`] | per-down-track map from output numbers to source packets (retransmissions) | — |
 //! | [`reports`] | RTCP SR/RR state: jitter, loss, LSR/DLSR, round-trip time | RFC 3550 §6.4, A.3, A.8 |
 //! | [`congestion`] | transport-wide congestion control feedback from arrivals | transport-cc draft |
@@ -27,6 +28,7 @@
 pub mod audio_level;
 pub mod codec;
 pub mod congestion;
+pub mod downtrack;
 pub mod forwarder;
 pub mod munger;
 pub mod nack;

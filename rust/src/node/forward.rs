@@ -11,30 +11,17 @@
 
 use std::net::UdpSocket;
 
-use trackyard_core::forwarder::Verdict;
-use trackyard_core::munger::Munged;
-use trackyard_core::rtp::{unwrap_rtx, RtpHeader, RtpHeaderMut};
+use trackyard_core::downtrack::{rewrite_rtp, select, Selected};
+use trackyard_core::rtp::{unwrap_rtx, RtpHeader};
 use trackyard_core::sequencer::SentPacket;
 
-use super::state::{ExtIds, Kind, Transport};
+pub(super) use trackyard_core::downtrack::Rewrite;
+
+use super::state::{Kind, Transport};
 use super::Node;
 use crate::events::Event;
 use crate::stats::Stats;
 use crate::udp::SendQueue;
-
-/// The abs-send-time value (6.18 fixed-point seconds, 24 bits) of a time in µs.
-fn abs_send_time(now_us: u64) -> u32 {
-    (((u128::from(now_us) << 18) / 1_000_000) as u32) & 0x00FF_FFFF
-}
-
-/// What a down-track puts in the RTP header.
-pub(super) struct Rewrite<'a> {
-    pub ssrc: u32,
-    pub payload_type: u8,
-    pub seq: u16,
-    pub timestamp: u32,
-    pub from_ext: &'a ExtIds,
-}
 
 /// Writes the source packet `src`, rewritten for a subscriber, into the send queue and
 /// protects it with the subscriber's keys. Returns the datagram size, or None when the
@@ -43,30 +30,7 @@ pub(super) fn write_rtp(send: &mut SendQueue, socket: &UdpSocket, sub: &mut Tran
                         rw: &Rewrite<'_>, now: u64) -> Option<usize> {
     let (Some(addr), Some(tx)) = (sub.addr, sub.tx.as_mut()) else { return None };
     let slot = send.slot(socket);
-    let len = src.len();
-    slot.get_mut(..len)?.copy_from_slice(src);
-    {
-        let mut h = RtpHeaderMut::parse(&mut slot[..len]).ok()?;
-        h.set_ssrc(rw.ssrc);
-        h.set_sequence(rw.seq);
-        h.set_timestamp(rw.timestamp);
-        h.set_payload_type(rw.payload_type);
-        if h.has_extension() {
-            let to = sub.ext;
-            h.remap_extensions(|id| rw.from_ext.map_to(&to, id));
-            if to.twcc != 0 {
-                if let Some(v) = h.extension_mut(to.twcc).filter(|v| v.len() >= 2) {
-                    v[..2].copy_from_slice(&sub.twcc_out.to_be_bytes());
-                    sub.twcc_out = sub.twcc_out.wrapping_add(1);
-                }
-            }
-            if to.abs_send_time != 0 {
-                if let Some(v) = h.extension_mut(to.abs_send_time).filter(|v| v.len() >= 3) {
-                    v[..3].copy_from_slice(&abs_send_time(now).to_be_bytes()[1..]);
-                }
-            }
-        }
-    }
+    let len = rewrite_rtp(slot, src, rw, &sub.ext, &mut sub.twcc_out, now)?;
     let n = tx.protect_rtp(slot, len).ok()?;
     send.push(n, &addr);
     Some(n)
@@ -148,24 +112,13 @@ impl Node {
         for dt in track.downtracks.iter_mut() {
             // a subscriber not connected yet must not use up the keyframe it will need
             let Some(sub) = transports.get_mut(&dt.transport).filter(|t| t.is_ready()) else { continue };
-            match dt.fwd.on_packet(layer, keyframe) {
-                Verdict::Drop(_) => continue,
-                Verdict::Switch { from } => {
-                    if dt.munger.source() != Some(ssrc) {
-                        dt.munger.switch_source(ssrc);
-                    }
-                    if from.is_some() {
-                        Stats::bump(&stats.layer_switches);
-                    }
-                }
-                Verdict::Forward => {}
-            }
-            let Munged::Forward { seq: out_seq, timestamp: out_ts, duplicate } = dt.munger.forward(ssrc, seq, ts, now)
+            let Selected::Send { seq: out_seq, timestamp: out_ts, switched } =
+                select(&mut dt.fwd, &mut dt.munger, layer, keyframe, ssrc, seq, ts, now)
             else {
                 continue;
             };
-            if duplicate {
-                continue; // the subscriber has it (or asks for it with a NACK)
+            if switched {
+                Stats::bump(&stats.layer_switches);
             }
             let rw = Rewrite { ssrc: dt.ssrc, payload_type: dt.payload_type, seq: out_seq, timestamp: out_ts,
                                from_ext: &from_ext };

@@ -73,35 +73,8 @@ pub const DEFAULT_RTT_US: u64 = 50_000;
 /// Arrivals buffered for transport-wide feedback between two feedback messages.
 pub const TWCC_CAPACITY: usize = 2048;
 
-/// Negotiated RTP header extension ids of a transport (0 = not negotiated).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExtIds {
-    pub mid: u8,
-    pub rid: u8,
-    pub rrid: u8,
-    pub audio_level: u8,
-    pub twcc: u8,
-    pub abs_send_time: u8,
-}
-
-impl ExtIds {
-    /// The id a subscriber (`to`) uses for this publisher's element `id`, or 0 to blank it:
-    /// audio level, abs-send-time and transport-wide seq are carried over; mid, rid, repaired
-    /// rid and anything unknown never leak to subscribers.
-    pub fn map_to(&self, to: &ExtIds, id: u8) -> u8 {
-        if id == 0 {
-            0
-        } else if id == self.audio_level {
-            to.audio_level
-        } else if id == self.abs_send_time {
-            to.abs_send_time
-        } else if id == self.twcc {
-            to.twcc
-        } else {
-            0
-        }
-    }
-}
+/// Negotiated RTP header extension ids of a transport.
+pub use trackyard_core::downtrack::ExtIds;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

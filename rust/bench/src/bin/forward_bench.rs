@@ -5,8 +5,9 @@
 //!
 //! - (a) crypto floor: SRTP protect and unprotect of one packet, in place, keys set once,
 //!   per profile and size. Nothing cheaper per egress packet is possible with this SRTP code.
-//! - (b) fan-out without IO: the engine's RTP path (rust/src/node/forward.rs) rebuilt from
-//!   trackyard-core's public pieces. Per ingress packet, once: SRTP unprotect, header parse,
+//! - (b) fan-out without IO: the engine's RTP path (rust/src/node/forward.rs) from
+//!   trackyard-core's pieces; the per-subscriber step is the engine's own
+//!   (`trackyard_core::downtrack::{select, rewrite_rtp}`). Per ingress packet, once: SRTP unprotect, header parse,
 //!   receive statistics, NACK loss tracking (video), a copy into the retransmission cache,
 //!   keyframe detection. Then per subscriber: layer verdict (`Forwarder`), SSRC/seq/timestamp
 //!   from its `Munger`, copy into a send slot, header rewrite (SSRC, seq, ts, payload type,
@@ -34,11 +35,12 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use trackyard_core::codec::{self, Codec};
-use trackyard_core::forwarder::{Forwarder, Verdict};
-use trackyard_core::munger::{Munged, Munger};
+use trackyard_core::downtrack::{rewrite_rtp, select, ExtIds, Rewrite, Selected};
+use trackyard_core::forwarder::Forwarder;
+use trackyard_core::munger::Munger;
 use trackyard_core::nack::{NackConfig, NackTracker, RtxCache};
 use trackyard_core::reports::{ReceiverStats, SenderStats};
-use trackyard_core::rtp::{RtpHeader, RtpHeaderMut};
+use trackyard_core::rtp::RtpHeader;
 use trackyard_core::sequencer::{SentPacket, Sequencer};
 use trackyard_core::srtp::{SrtpContext, SrtpProfile};
 use trackyard_net::SendQueue;
@@ -419,55 +421,23 @@ fn subscribers(profile: SrtpProfile, n: usize, video: bool) -> Vec<Sub> {
         .collect()
 }
 
-fn abs_send_time(now_us: u64) -> u32 {
-    (((u128::from(now_us) << 18) / 1_000_000) as u32) & 0x00FF_FFFF
-}
+/// The publisher's and the subscribers' extension ids.
+const PUB_EXT: ExtIds = ExtIds { mid: PUB_MID, rid: 0, rrid: 0, audio_level: 0, twcc: PUB_TWCC, abs_send_time: PUB_ABS_SEND_TIME };
+const SUB_EXT: ExtIds = ExtIds { mid: 0, rid: 0, rrid: 0, audio_level: 0, twcc: SUB_TWCC, abs_send_time: SUB_ABS_SEND_TIME };
 
-/// The per-egress work for one down-track: layer verdict, munger, copy of `plain` into
-/// `out`, header rewrite, protect, sequencer and statistics. Returns the protected length,
-/// or 0 when the packet is not forwarded to this subscriber.
+/// The per-egress work for one down-track, through the engine's own per-subscriber step
+/// (trackyard-core `downtrack`): layer verdict and munger, copy of `plain` into `out` with
+/// the header rewritten, then protect, sequencer and statistics. Returns the protected
+/// length, or 0 when the packet is not forwarded to this subscriber.
 #[inline]
 fn egress_one(sub: &mut Sub, src: Ingress, plain: &[u8], now_us: u64, out: &mut [u8]) -> usize {
-    match sub.fwd.on_packet(0, src.keyframe) {
-        Verdict::Drop(_) => return 0,
-        Verdict::Switch { .. } => {
-            if sub.munger.source() != Some(src.ssrc) {
-                sub.munger.switch_source(src.ssrc);
-            }
-        }
-        Verdict::Forward => {}
-    }
-    let (out_seq, out_ts) = match sub.munger.forward(src.ssrc, src.seq, src.ts, now_us) {
-        Munged::Forward {
-            seq,
-            timestamp,
-            duplicate: false,
-        } => (seq, timestamp),
-        _ => return 0,
+    let Selected::Send { seq: out_seq, timestamp: out_ts, .. } =
+        select(&mut sub.fwd, &mut sub.munger, 0, src.keyframe, src.ssrc, src.seq, src.ts, now_us)
+    else {
+        return 0;
     };
-    let len = plain.len();
-    out[..len].copy_from_slice(plain);
-    {
-        let mut h = RtpHeaderMut::parse(&mut out[..len]).expect("valid RTP");
-        h.set_ssrc(sub.ssrc);
-        h.set_sequence(out_seq);
-        h.set_timestamp(out_ts);
-        h.set_payload_type(96);
-        if h.has_extension() {
-            h.remap_extensions(|id| match id {
-                PUB_TWCC => SUB_TWCC,
-                PUB_ABS_SEND_TIME => SUB_ABS_SEND_TIME,
-                _ => 0,
-            });
-            if let Some(v) = h.extension_mut(SUB_TWCC).filter(|v| v.len() >= 2) {
-                v[..2].copy_from_slice(&sub.twcc.to_be_bytes());
-                sub.twcc = sub.twcc.wrapping_add(1);
-            }
-            if let Some(v) = h.extension_mut(SUB_ABS_SEND_TIME).filter(|v| v.len() >= 3) {
-                v[..3].copy_from_slice(&abs_send_time(now_us).to_be_bytes()[1..]);
-            }
-        }
-    }
+    let rw = Rewrite { ssrc: sub.ssrc, payload_type: 96, seq: out_seq, timestamp: out_ts, from_ext: &PUB_EXT };
+    let len = rewrite_rtp(out, plain, &rw, &SUB_EXT, &mut sub.twcc, now_us).expect("valid RTP");
     let n = sub.ctx.protect_rtp(out, len).expect("protect");
     sub.seqr.record(
         out_seq,
