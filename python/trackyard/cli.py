@@ -1,4 +1,4 @@
-"""The `trackyard` command: run a server, mint tokens."""
+"""The `trackyard` command: run a server, mint tokens, operate a cluster (`trackyard.ops`)."""
 
 from __future__ import annotations
 
@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("bench", help="load-test a LiveKit-compatible server, like lk load-test "
                                  "(`trackyard bench --help`, docs/benchmarks.md)")
+
+    from trackyard.ops import add_commands  # nodes list, rooms list, node drain|undrain
+
+    add_commands(sub)
     return parser
 
 

@@ -16,6 +16,11 @@ and their load, fed by watches on ``nodes/`` and ``load/`` (:mod:`trackyard.clus
 Each :class:`NodeView` also carries the node's lease id and the ``mod_revision`` of its
 ``nodes/`` key, which placement needs for its transaction.
 
+Operators ask a media node to drain (``trackyard node drain``) by writing
+``drain/{node_id}`` (:func:`request_drain`; not bound to a lease, so the request outlives a
+restart of a node with a fixed id) and take it back by deleting it (:func:`cancel_drain`).
+The media node follows its key with a :class:`DrainRequestWatch` (see ``roles.media``).
+
 Values are JSON objects (readable with ``etcdctl get --prefix /trackyard/``).
 """
 
@@ -26,18 +31,19 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from trackyard.cluster.store import EtcdStore, EtcdUnavailable, Entry, LeaseNotFound
 from trackyard.cluster.view import PrefixView, wait_until
+from trackyard.cpu import CpuSampler
 
 logger = logging.getLogger(__name__)
 
 NODES = "nodes/"
 LOAD = "load/"
+DRAIN_REQUESTS = "drain/"
 SERVING = "serving"
 DRAINING = "draining"
 STATES = (SERVING, DRAINING)
@@ -92,32 +98,6 @@ class NodeLoad:
     @classmethod
     def decode(cls, raw: bytes) -> "NodeLoad":
         return cls(**json.loads(raw))
-
-
-class CpuSampler:
-    """Machine CPU use in percent between successive calls, from /proc/stat (else loadavg)."""
-
-    def __init__(self) -> None:
-        self._last = self._read()
-
-    @staticmethod
-    def _read() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat") as fh:
-                fields = [int(x) for x in fh.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return sum(fields), idle
-
-    def __call__(self) -> float:
-        now = self._read()
-        if now is None or self._last is None:
-            return min(100.0, 100.0 * os.getloadavg()[0] / (os.cpu_count() or 1))
-        (total0, idle0), (total1, idle1) = self._last, now
-        self._last = now
-        busy = (total1 - total0) - (idle1 - idle0)
-        return round(100.0 * busy / (total1 - total0), 1) if total1 > total0 else 0.0
 
 
 class NodeRegistry:
@@ -351,3 +331,86 @@ class NodeDirectory:
     async def wait_until(self, predicate: Callable[["NodeDirectory"], object], timeout: float) -> object:
         """Wait (bounded) until ``predicate(directory)`` holds, re-checked on every change."""
         return await wait_until([self._nodes, self._load], lambda: predicate(self), timeout)
+
+
+# ---------------------------------------------------------------- drain requests
+
+
+@dataclass
+class DrainRequest:
+    """The value of ``drain/{node_id}``: an operator asked the node to drain."""
+
+    node_id: str
+    requested_at: float = field(default_factory=time.time)
+    reason: str = ""
+
+    def encode(self) -> bytes:
+        return json.dumps({"requested_at": self.requested_at, "reason": self.reason}, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, node_id: str, raw: bytes) -> "DrainRequest":
+        data = json.loads(raw)
+        return cls(node_id, float(data.get("requested_at", 0.0)), str(data.get("reason", "")))
+
+
+async def request_drain(store: EtcdStore, node_id: str, reason: str = "") -> DrainRequest:
+    request = DrainRequest(node_id, reason=reason)
+    await store.put(DRAIN_REQUESTS + node_id, request.encode())
+    return request
+
+
+async def cancel_drain(store: EtcdStore, node_id: str) -> bool:
+    """Take a drain request back; returns whether there was one."""
+    return await store.delete(DRAIN_REQUESTS + node_id)
+
+
+async def drain_requests(store: EtcdStore) -> dict[str, DrainRequest]:
+    entries, _ = await store.get_prefix(DRAIN_REQUESTS)
+    out = {}
+    for entry in entries:
+        node_id = entry.key[len(DRAIN_REQUESTS):]
+        try:
+            out[node_id] = DrainRequest.decode(node_id, entry.value)
+        except (ValueError, TypeError, AttributeError):
+            out[node_id] = DrainRequest(node_id, 0.0, "(malformed)")
+    return out
+
+
+class DrainRequestWatch:
+    """Calls ``on_change(requested)`` whenever a drain request for ``node_id`` appears or goes
+    (first with the state found at start, if a request is there). Follows etcd with a
+    :class:`PrefixView`, so it resumes after an outage and keeps the last known state meanwhile."""
+
+    def __init__(self, store: EtcdStore, node_id: str, on_change: Callable[[bool], None]) -> None:
+        self.node_id = node_id
+        self.requested = False
+        self._on_change = on_change
+        self._view = PrefixView(store, DRAIN_REQUESTS, name="drain requests")
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> "DrainRequestWatch":
+        if self._task is None:
+            self._view.start()
+            self._task = asyncio.create_task(self._run(), name=f"drain requests {self.node_id}")
+        return self
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._view.stop()
+
+    async def _run(self) -> None:
+        await self._view.synced.wait()
+        while True:
+            changed = self._view.changed()  # taken before the check: no change is missed
+            requested = self.node_id in self._view.entries
+            if requested != self.requested:
+                self.requested = requested
+                try:
+                    self._on_change(requested)
+                except Exception:
+                    logger.exception("node %s: drain request handler failed", self.node_id)
+            await changed.wait()

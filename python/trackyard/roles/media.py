@@ -22,6 +22,11 @@
   hits the control nodes at once nor piles every room on whichever node looked least loaded
   in the last load report (placement sees each move's load before the next one). When no
   participant is left the drain ends; at the deadline whatever remains is closed the same way.
+- A drain requested by an operator (``trackyard node drain``: a ``drain/{node_id}`` key in
+  etcd, followed by a :class:`DrainRequestWatch`) runs the same drain but the node stays up,
+  unready and taking no new room, until the request is taken back (``trackyard node
+  undrain``): then a drain still under way stops, the node is ``serving`` again in etcd and
+  ready. A SIGTERM during or after such a drain drains (what is left) and exits as usual.
 - Stopping (after a drain, or a second SIGTERM): the lease is revoked first, so the node and
   its room records vanish and new joins go elsewhere; then the rooms close, telling clients
   to rejoin.
@@ -39,9 +44,10 @@ from livekit.protocol import models
 from trackyard.cluster import EtcdStore, EtcdUnavailable, LeaseNotFound, NodeCapacity, NodeInfo, NodeLoad, NodeRegistry
 from trackyard.cluster import RoomRecord
 from trackyard.cluster import claim_rooms, release_room
-from trackyard.cluster.registry import DRAINING, CpuSampler
+from trackyard.cluster.registry import DRAINING, SERVING, DrainRequestWatch
 from trackyard.config import Config
 from trackyard.context import NodeContext
+from trackyard.cpu import CpuSampler
 from trackyard.rooms.admin import RoomAdmin
 from trackyard.rooms.room import Room
 from trackyard.rpc.server import start_grpc_server
@@ -80,6 +86,9 @@ class MediaRole:
         self.registry: NodeRegistry | None = None
         self.stopping = False
         self.draining = False
+        self.exiting = False  # a SIGTERM drain: no undrain
+        self.drain_watch: DrainRequestWatch | None = None
+        self._requested_drain: asyncio.Task | None = None
         self._cpu = CpuSampler()
         self._tasks: set[asyncio.Task] = set()
         cfg = self.config.node
@@ -104,6 +113,7 @@ class MediaRole:
         self.node.rooms.on_closed.append(self._room_closed)
         self.registry = NodeRegistry(self.store, self.node_info(), ttl=cfg.lease_ttl, load_interval=cfg.load_interval,
                                      load=self.load, on_registered=self._on_registered).start()
+        self.drain_watch = DrainRequestWatch(self.store, self.node.node_id, self._on_drain_request).start()
         log.info("media node %s: internal gRPC on %s (%s), registering in etcd", self.node.node_id,
                  ", ".join(f"{b or '*'}:{cfg.grpc_port}" for b in bind), self.grpc_address)
 
@@ -128,7 +138,8 @@ class MediaRole:
         for name in lost:
             room = self.node.rooms.get(name)
             if room is not None and any(r.room_sid == room.sid for r in records):
-                log.warning("room %s is placed on another node; closing it here (clients rejoin there)", name)
+                log.warning("room %s is placed on another node; closing it here (clients rejoin there)", name,
+                            extra={"room": name})
                 room.close(models.DisconnectReason.MIGRATION, rejoin=True)
         return lost
 
@@ -145,7 +156,8 @@ class MediaRole:
             if room is None or room.sid != record.room_sid:  # it closed while being claimed
                 await release_room(self.store, record)
         except (EtcdUnavailable, LeaseNotFound) as exc:
-            log.info("could not claim room %s now (%s); it is claimed on re-registration", record.room_name, exc)
+            log.info("could not claim room %s now (%s); it is claimed on re-registration", record.room_name, exc,
+                     extra={"room": record.room_name})
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -166,7 +178,8 @@ class MediaRole:
         except EtcdUnavailable:
             # the record stays until this node's lease goes; a join it attracts meanwhile
             # simply creates the room here again, under the same sid
-            log.info("could not release room %s (etcd unreachable)", record.room_name)
+            log.info("could not release room %s (etcd unreachable)", record.room_name,
+                     extra={"room": record.room_name})
 
     @property
     def participants(self) -> int:
@@ -184,9 +197,48 @@ class MediaRole:
             return False, str(exc)
         return True, "ready"
 
+    def _on_drain_request(self, requested: bool) -> None:
+        if self.exiting or self.stopping:
+            return
+        if requested and self._requested_drain is None:
+            log.info("drain requested in etcd: draining; the node stays up until the request is taken back")
+            self._requested_drain = asyncio.get_running_loop().create_task(self._drain(self.config.node.drain_timeout))
+            self._requested_drain.add_done_callback(self._requested_drain_done)
+        elif not requested and (self.draining or self._requested_drain is not None):
+            self._spawn(self._undrain())
+
+    @staticmethod
+    def _requested_drain_done(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("requested drain failed", exc_info=task.exception())
+
+    async def _cancel_requested_drain(self) -> None:
+        task, self._requested_drain = self._requested_drain, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _undrain(self) -> None:
+        """The drain request was taken back: serve again (new rooms, ``serving`` in etcd)."""
+        await self._cancel_requested_drain()
+        if self.exiting or self.stopping:
+            return
+        self.draining = False
+        self.node.rooms.refusing = ""
+        log.info("drain request taken back: serving again")
+        if self.registry is not None:
+            await self.registry.set_state(SERVING)  # written now, or by the registry once etcd answers
+
     async def drain(self, timeout: float) -> float:
-        """Mark the node draining and move its rooms away (see the module docstring) within
-        ``timeout`` seconds; returns how long it took. Cancel it to give up (second SIGTERM)."""
+        """The SIGTERM drain: mark the node draining and move its rooms away (see the module
+        docstring) within ``timeout`` seconds; returns how long it took. Cancel it to give up
+        (second SIGTERM). A drain an operator requested gives way to it."""
+        self.exiting = True
+        await self._cancel_requested_drain()
+        return await self._drain(timeout)
+
+    async def _drain(self, timeout: float) -> float:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
@@ -235,15 +287,19 @@ class MediaRole:
         except (EtcdUnavailable, TimeoutError):
             # the rejoin then reaches this node again while the record stays; it is refused
             # (no new room here), and the lease revocation on exit frees the name
-            log.info("draining: could not release room %s (etcd unreachable)", room.name)
+            log.info("draining: could not release room %s (etcd unreachable)", room.name, extra={"room": room.name})
         if not room.closed:
-            log.info("draining: moving room %s (%d participant(s))", room.name, len(room.participants))
+            log.info("draining: moving room %s (%d participant(s))", room.name, len(room.participants),
+                     extra={"room": room.name})
             room.close(models.DisconnectReason.SERVER_SHUTDOWN, rejoin=True)
 
     async def stop(self) -> None:
         """Leave the cluster: revoke the lease (node and room records vanish), close the rooms
         telling clients to rejoin, let the relays deliver that, stop serving gRPC."""
         self.stopping = True
+        await self._cancel_requested_drain()
+        if self.drain_watch is not None:
+            await self.drain_watch.stop()
         if self.registry is not None:
             await self.registry.stop(revoke=True)
         await self.node.rooms.stop(models.DisconnectReason.SERVER_SHUTDOWN, rejoin=True)
