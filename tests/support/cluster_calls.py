@@ -82,13 +82,15 @@ async def fail_media_node(cl, call: Call, how: str) -> dict:
         node.process.proc.send_signal(15)
     else:
         raise ValueError(how)
-    moved = await cl.wait_room_on(call.room, lambda h: h != old, timeout=RECOVERY, what=f"{call.room} re-placed")
+    moved = await cl.wait_room_on(call.room, lambda h: h != old, timeout=RECOVERY, what=f"{call.room} re-placed",
+                                  after=started)
     try:
         back = await call.bob.wait_event(tone(started, not_track=call.track_sid), timeout=RECOVERY)
     except AssertionError as exc:
         raise AssertionError(f"no tone after the {how} of {old}\n{reports(call.alice, call.bob)}\n{cl.logs()}") from exc
     new = cl.host_of(moved["rooms"][call.room]["node_id"])
-    result = {"how": how, "old_host": old, "new_host": new, "gap": round(back["wall"] - WINDOW - started, 3),
+    result = {"how": how, "at": round(started, 3), "old_host": old, "new_host": new,
+              "gap": round(back["wall"] - WINDOW - started, 3),
               "replaced": round(moved["wall"] - started, 3)}
     call.host, call.track_sid, call.heard = new, back["track_sid"], back
     return result

@@ -253,12 +253,12 @@ class ClusterLab:
         record = self.recorder.latest()["rooms"].get(room)
         return self.host_of(record["node_id"]) if record else None
 
-    async def wait_room_on(self, room: str, predicate, *, timeout: float, what: str) -> dict:
-        """The first etcd snapshot in which the room's record names a host for which
-        `predicate(host)` holds; returns it (its ``wall`` says when)."""
+    async def wait_room_on(self, room: str, predicate, *, timeout: float, what: str, after: float = 0.0) -> dict:
+        """The first etcd snapshot (taken after wall time `after`) in which the room's record
+        names a host for which `predicate(host)` holds; returns it (its ``wall`` says when)."""
         def placed(snap: dict) -> bool:
             record = snap["rooms"].get(room)
-            return record is not None and predicate(self.host_of(record["node_id"]))
+            return snap["wall"] > after and record is not None and predicate(self.host_of(record["node_id"]))
         return await self.recorder.wait(placed, timeout=timeout, what=what)
 
     def api(self, *args: str, timeout: float = 20.0) -> dict:
