@@ -183,6 +183,10 @@ def build(sc: Scenario, participants: list[Participant], before: dict, after: di
             "ingress_pps": round(sum(sent.values()) / seconds, 1),
             "loss_pct": round(100 * stats.loss_ratio(all_expected, all_received), 4),
         },
+        "run_totals": {  # whole run, warm-up included: to check against the server's own counters
+            "publisher_rtp_packets": sum(s["packets"] for t in after.get("transports", []) for s in t["tx"]),
+            "subscriber_rtp_packets": sum(s["packets"] for t in after.get("transports", []) for s in t["rx"]),
+        },
         "server": server,
         "loadgen": {"cpu_seconds_window": round(window.get("loadgen_cpu_seconds", 0.0), 3),
                     "cpu_pct_of_one_core": round(100 * window.get("loadgen_cpu_seconds", 0.0) / seconds, 1),
