@@ -21,6 +21,26 @@ async def server(config_overrides):
         await srv.stop()
 
 
+# --- a cluster's etcd and signal clients (test_cluster_*.py, test_ops_cli.py) ---------------
+@pytest.fixture(scope="module")
+def etcd():
+    """A real etcd for the module (tests/support/etcd.py); every test takes its own key prefix."""
+    from support.etcd import EtcdServer
+
+    server = EtcdServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+async def clients():
+    """Signal clients a test opened (append them); closed when it ends."""
+    opened = []
+    yield opened
+    for client in opened:
+        await client.close()
+
+
 # --- end to end in network namespaces (test_e2e_*.py) -----------------------------------
 # The SDK clients run in namespaces of a `NetLab`; see tests/support/netns.py. Every
 # namespace and process is removed by name/PID when the test ends, pass or fail.

@@ -12,15 +12,13 @@ import asyncio
 import json
 import os
 import sys
-import time
 
 import aiohttp
-import pytest
 from livekit.protocol import rtc
 
 from support.cluster_nodes import TestCluster
 from support.etcd import EtcdServer, etcd_available, unique_prefix
-from support.servers import API_KEY, API_SECRET
+from support.servers import API_KEY, API_SECRET, http_get, wait_for
 from support.signal_client import SignalClient
 from support.tokens import join_token
 
@@ -29,21 +27,6 @@ if not etcd_available():
 
 WAIT = 15.0
 RECONNECT = rtc.LeaveRequest.Action.RECONNECT
-
-
-@pytest.fixture(scope="module")
-def etcd():
-    server = EtcdServer().start()
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture
-async def clients():
-    opened: list[SignalClient] = []
-    yield opened
-    for client in opened:
-        await client.close()
 
 
 async def trackyard(*args: str, timeout: float = 30.0) -> tuple[int, str, str]:
@@ -70,21 +53,9 @@ async def ops_json(*args: str):
     return json.loads(out)
 
 
-async def http_get(node, path: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(node.url + path, timeout=aiohttp.ClientTimeout(total=5)) as resp:
-            return resp.status, await resp.text()
-
-
-async def wait_until(predicate, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+async def probe(node, path: str) -> tuple[int, str]:
+    status, text, _ = await http_get(node.url + path, timeout=aiohttp.ClientTimeout(total=5))
+    return status, text
 
 
 async def join(node, clients, identity: str, room: str):
@@ -146,21 +117,21 @@ async def test_drain_and_undrain_a_node(etcd, clients):
         (b,) = cluster.add("media")
         await cluster.wait_media(2)
         for node in (a, b):
-            assert await http_get(node, "/readyz") == (200, "ready")
+            assert await probe(node, "/readyz") == (200, "ready")
 
         code, out, err = await trackyard("node", "drain", a.node_id, "--reason", "kernel upgrade", *at(cluster))
         assert code == 0, err
         assert a.node_id in out
         # the same drain as SIGTERM: unready at once, rooms moved, clients told to rejoin...
-        await wait_until(lambda: _status_is(a, "/readyz", 503), "A's /readyz to turn 503")
-        assert await http_get(a, "/readyz") == (503, "draining")
-        assert await http_get(a, "/healthz") == (200, "OK")
+        await wait_for(lambda: _status_is(a, "/readyz", 503), WAIT, what="A's /readyz to turn 503")
+        assert await probe(a, "/readyz") == (503, "draining")
+        assert await probe(a, "/healthz") == (200, "OK")
         leave = await alice.expect("leave", timeout=WAIT)
         assert leave.action == RECONNECT
         _, rejoined = await join(control, clients, "alice", "moving")
         assert rejoined.server_info.node_id == b.node_id
         # ...but the node stays up and drained; placement skips it
-        nodes = await wait_until(lambda: _nodes_if(cluster, lambda n: n[a.node_id]["rooms"] == 0), "A empty")
+        nodes = await wait_for(lambda: _nodes_if(cluster, lambda n: n[a.node_id]["rooms"] == 0), WAIT, what="A empty")
         assert nodes[a.node_id]["state"] == "draining" and nodes[a.node_id]["drain_requested"]
         assert nodes[a.node_id]["drain_reason"] == "kernel upgrade"
         for i in range(3):
@@ -168,14 +139,14 @@ async def test_drain_and_undrain_a_node(etcd, clients):
             assert response.server_info.node_id == b.node_id
         await asyncio.sleep(1.0)
         assert a.alive()
-        assert (await http_get(a, "/readyz"))[0] == 503
+        assert (await probe(a, "/readyz"))[0] == 503
         code, out, _ = await trackyard("node", "drain", a.node_id, "--wait", "10", *at(cluster))
         assert code == 0 and "hosts no room" in out  # already drained: returns at once
 
         code, out, err = await trackyard("node", "undrain", a.node_id, "--wait", "10", *at(cluster))
         assert code == 0, err
         assert "serving" in out
-        await wait_until(lambda: _status_is(a, "/readyz", 200), "A ready again")
+        await wait_for(lambda: _status_is(a, "/readyz", 200), WAIT, what="A ready again")
         nodes = {n["node_id"]: n for n in await ops_json("nodes", "list", *at(cluster))}
         assert nodes[a.node_id]["state"] == "serving" and not nodes[a.node_id]["drain_requested"]
 
@@ -214,7 +185,7 @@ async def test_errors_are_reported_with_an_exit_status(etcd):
 
 
 async def _status_is(node, path: str, status: int):
-    got = await http_get(node, path)
+    got = await probe(node, path)
     return got if got[0] == status else None
 
 

@@ -9,6 +9,7 @@ backend.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import socket
@@ -171,10 +172,12 @@ async def http_get(url: str, **kwargs) -> tuple[int, str, dict]:
 
 
 async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02, what: str = "condition"):
-    """Poll `predicate` until it returns a truthy value (bounded)."""
+    """Poll `predicate` until it returns a truthy value (bounded); it may be a coroutine function."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

@@ -31,27 +31,21 @@ if TYPE_CHECKING:
 
 NS = "trackyard_"
 KINDS = {models.TrackType.AUDIO: "audio", models.TrackType.VIDEO: "video", models.TrackType.DATA: "data"}
-# engine counter → (metric, help, label name, label value); several counters share a metric
+# counter families from engine counters: name → (help, label name or "", {label value: engine counter})
 ENGINE_COUNTERS = {
-    "rx_packets": ("packets", "UDP datagrams on the media port (all kinds).", "direction", "in"),
-    "tx_packets": ("packets", "UDP datagrams on the media port (all kinds).", "direction", "out"),
-    "rx_bytes": ("bytes", "Bytes of UDP datagrams on the media port.", "direction", "in"),
-    "tx_bytes": ("bytes", "Bytes of UDP datagrams on the media port.", "direction", "out"),
-    "forwarded": ("forwarded_packets", "RTP packets forwarded to subscribers (first transmissions).", "", ""),
-    "retransmitted": ("retransmitted_packets", "Packets resent to subscribers after a NACK.", "", ""),
-    "nacks_received": ("nacks", "NACK messages: in = from subscribers, out = to publishers.", "direction", "in"),
-    "nacks_sent": ("nacks", "NACK messages: in = from subscribers, out = to publishers.", "direction", "out"),
-    "plis_received": ("plis", "PLI keyframe requests: in = from subscribers, out = to publishers.",
-                      "direction", "in"),
-    "plis_sent": ("plis", "PLI keyframe requests: in = from subscribers, out = to publishers.", "direction", "out"),
-    "firs_received": ("firs", "FIR keyframe requests from subscribers.", "", ""),
-    "layer_switches": ("layer_switches", "Simulcast layer changes of down-tracks.", "", ""),
-    "srtp_failures": ("media_errors", "Media packets dropped, by cause.", "kind", "srtp"),
-    "malformed": ("media_errors", "Media packets dropped, by cause.", "kind", "malformed"),
-    "unknown_source": ("media_errors", "Media packets dropped, by cause.", "kind", "unknown_source"),
-    "send_failures": ("media_errors", "Media packets dropped, by cause.", "kind", "send"),
-    "events_dropped": ("media_errors", "Media packets dropped, by cause.", "kind", "events_dropped"),
-    "panics": ("media_errors", "Media packets dropped, by cause.", "kind", "panic"),
+    "packets": ("UDP datagrams on the media port (all kinds).", "direction", {"in": "rx_packets", "out": "tx_packets"}),
+    "bytes": ("Bytes of UDP datagrams on the media port.", "direction", {"in": "rx_bytes", "out": "tx_bytes"}),
+    "forwarded_packets": ("RTP packets forwarded to subscribers (first transmissions).", "", {"": "forwarded"}),
+    "retransmitted_packets": ("Packets resent to subscribers after a NACK.", "", {"": "retransmitted"}),
+    "nacks": ("NACK messages: in = from subscribers, out = to publishers.", "direction",
+              {"in": "nacks_received", "out": "nacks_sent"}),
+    "plis": ("PLI keyframe requests: in = from subscribers, out = to publishers.", "direction",
+             {"in": "plis_received", "out": "plis_sent"}),
+    "firs": ("FIR keyframe requests from subscribers.", "", {"": "firs_received"}),
+    "layer_switches": ("Simulcast layer changes of down-tracks.", "", {"": "layer_switches"}),
+    "media_errors": ("Media packets dropped, by cause.", "kind",
+                     {"srtp": "srtp_failures", "malformed": "malformed", "unknown_source": "unknown_source",
+                      "send": "send_failures", "events_dropped": "events_dropped", "panic": "panics"}),
 }
 
 
@@ -89,8 +83,14 @@ class NodeCollector:
         self._cpu = CpuSampler()
 
     # --- building blocks ---------------------------------------------------------------
-    def _gauge(self, name: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(NS + name, doc, labels=[*self.labels, *labels])
+    def _gauge(self, name: str, doc: str, value: float, **labels: str) -> Metric:
+        return self._single(GaugeMetricFamily, name, doc, value, **labels)
+
+    def _counter(self, name: str, doc: str, value: float) -> Metric:
+        return self._single(CounterMetricFamily, name, doc, value)
+
+    def _single(self, cls, name: str, doc: str, value: float, **labels: str) -> Metric:
+        family = cls(NS + name, doc, labels=[*self.labels, *labels])
         family.add_metric([*self.labels.values(), *labels.values()], value)
         return family
 
@@ -121,11 +121,6 @@ class NodeCollector:
         yield from self._webhooks()
         yield from self._cluster()
 
-    def _counter(self, name: str, doc: str, value: float) -> CounterMetricFamily:
-        family = CounterMetricFamily(NS + name, doc, labels=list(self.labels))
-        family.add_metric(list(self.labels.values()), value)
-        return family
-
     def _rooms(self) -> Iterator[Metric]:
         rooms = [r for r in list(self.server.node.rooms.rooms.values()) if not r.closed]
         participants = [p for r in rooms for p in list(r.participants.values())]
@@ -153,14 +148,12 @@ class NodeCollector:
         from trackyard.engine import forward_delay_histogram
 
         stats = engine.stats()
-        families: dict[str, Metric] = {}
-        for key, (name, doc, label, value) in ENGINE_COUNTERS.items():
-            family = families.get(name)
-            if family is None:
-                family = families[name] = CounterMetricFamily(
-                    NS + name, doc, labels=[*self.labels, *([label] if label else [])])
-            family.add_metric([*self.labels.values(), *([value] if label else [])], stats.get(key, 0))
-        yield from families.values()
+        for name, (doc, label, counters) in ENGINE_COUNTERS.items():
+            if label:
+                yield self._family(CounterMetricFamily, name, doc, label,
+                                   {value: stats.get(key, 0) for value, key in counters.items()})
+            else:
+                yield self._counter(name, doc, stats.get(counters[""], 0))
         lost = self._loss.update(engine.last_stats)
         yield self._family(CounterMetricFamily, "packets_lost",
                            "RTP packets lost: in = from publishers (seen here), out = to subscribers "
