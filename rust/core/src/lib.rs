@@ -10,6 +10,7 @@
 //! | [`rtcp`] | compound walker, SR/RR/SDES/BYE, NACK, PLI, FIR, REMB, TWCC | RFC 3550, 4585, 5104, transport-cc draft |
 //! | [`srtp`] | SRTP/SRTCP protect and unprotect, KDF, ROC, replay window | RFC 3711, RFC 7714, RFC 5764 |
 //! | [`stun`] | ICE-lite binding requests and responses | RFC 8489 (5389), RFC 8445 |
+//! | [`framing`] | packets on a TCP stream (ICE-TCP): length-prefixed frames | RFC 4571, RFC 6544 |
 //! | [`munger`] | per-down-track sequence number and timestamp rewriting | — |
 //! | [`nack`] | retransmission cache and receive-side loss tracker | RFC 4585 |
 //! | [`codec`] | keyframe detection for VP8, VP9, H.264 and AV1 payloads | RFC 7741, 9628, 6184, AV1 RTP |
@@ -30,6 +31,7 @@ pub mod codec;
 pub mod congestion;
 pub mod downtrack;
 pub mod forwarder;
+pub mod framing;
 pub mod munger;
 pub mod nack;
 pub mod reports;
