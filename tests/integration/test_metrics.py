@@ -23,7 +23,9 @@ from support.aiortc_client import AiortcParticipant, SineTrack, loopback_only
 from support.cluster_nodes import TestCluster
 from support.etcd import EtcdServer, etcd_available, unique_prefix
 from support.servers import InProcessServer, ServerProcess, make_config
+from support.signal_client import SignalClient
 from support.tokens import join_token
+from support.webhook_sink import WebhookSink
 
 WAIT = 15.0
 
@@ -132,6 +134,30 @@ async def test_metrics_move_when_audio_flows_through_a_node(node):
 async def _until(predicate):
     while not predicate():
         await asyncio.sleep(0.05)
+
+
+async def test_webhook_outcomes_are_counted():
+    sink = await WebhookSink().start()
+    # one receiver takes the events, the other path answers 404 (not retried): failed at once
+    urls = [sink.url, sink.url.replace("/hooks", "/nowhere")]
+    server = ServerProcess(make_config(webhook={"urls": urls})).start()
+    try:
+        before = await scrape(server.url)
+        assert value(before, "trackyard_webhooks", "trackyard_webhooks_total", result="sent") == 0
+        assert value(before, "trackyard_webhook_queue_depth") == 0
+        client = await SignalClient.connect(server.ws_url, join_token("alice", "hooked"))
+        await client.expect("join", timeout=WAIT)
+        await sink.wait_event("room_started", room="hooked", timeout=WAIT)
+        after = await wait_metrics(server.url, lambda m: value(m, "trackyard_webhooks", "trackyard_webhooks_total",
+                                                               result="failed") >= 1, "a failed delivery counted")
+        await client.close()
+        # room_started reached the sink and failed on the 404 path
+        assert value(after, "trackyard_webhooks", "trackyard_webhooks_total", result="sent") >= 1
+        assert value(after, "trackyard_webhooks", "trackyard_webhooks_total", result="dropped") == 0
+        assert value(after, "trackyard_webhook_retries", "trackyard_webhook_retries_total") == 0
+    finally:
+        server.cleanup()
+        await sink.stop()
 
 
 async def test_servers_in_one_process_have_their_own_registries():
