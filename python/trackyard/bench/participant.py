@@ -222,7 +222,7 @@ class Publisher(Participant):
         remaining = self.ctx.join_timeout - (time.monotonic() - self.timings.started)
         answer_msg = await asyncio.wait_for(asyncio.shield(self._answer), max(0.1, remaining))
         answer = parse_sdp(answer_msg.sdp)
-        self.peer.set_remote(answer)
+        self.peer.set_remote(answer, controlling=True)  # we offered
         self._start_media(answer, cname)
         await self._await_connected()
 
@@ -282,6 +282,7 @@ class Subscriber(Participant):
         self.offers = 0
         self._queue: asyncio.Queue[rtc.SessionDescription] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
+        self._twcc = False
 
     def _on_message(self, response: rtc.SignalResponse) -> None:
         kind = response.WhichOneof("message")
@@ -327,13 +328,17 @@ class Subscriber(Participant):
         answer = subscriber_answer(sd, ufrag=self.peer.ufrag, pwd=self.peer.pwd, fingerprint=self.ctx.fingerprint,
                                    candidate=self.peer.candidate)
         gen, handle = self.ctx.gen, self.peer.handle
+        twcc = next((m.extmap_ids().get(EXT_TWCC, 0) for m in sd.media if not m.rejected and m.is_rtp), 0)
+        if 0 < twcc <= 14 and not self._twcc:
+            gen.set_extensions(handle, twcc=twcc)  # we send transport-wide feedback on what arrives
+            self._twcc = True
         for media in sd.media:
             if media.rejected or media.kind not in ("audio", "video"):
                 continue
             for codec in media.codecs:
                 gen.set_payload_clock(handle, codec.pt, codec.clock_rate or 90000, media.kind)
         await self.signal.send(answer=rtc.SessionDescription(type="answer", sdp=answer.to_sdp(), id=message.id))
-        self.peer.set_remote(sd)
+        self.peer.set_remote(sd, controlling=sd.ice_lite)  # the server offered
         self.offers += 1
         current: dict[str, Subscription] = {}
         for media in sd.media:

@@ -56,13 +56,14 @@ class ClientPeer:
     def candidate(self) -> tuple[str, int]:
         return self.local_ip, self.port
 
-    def set_remote(self, sd: SessionDescription) -> None:
-        """Apply the server's offer or answer (credentials, candidates, DTLS role)."""
+    def set_remote(self, sd: SessionDescription, *, controlling: bool) -> None:
+        """Apply the server's offer or answer (credentials, candidates, DTLS role). We control
+        ICE when we offered or when the server is ICE-lite (RFC 8445 §6.1.1)."""
         ufrag, pwd = sd.ice_credentials()
         fp = next((sd.fingerprint(m) for m in sd.media if sd.fingerprint(m)), None)
         if not ufrag or not pwd or fp is None:
             raise ValueError(f"{self.label}: remote description without ICE credentials or fingerprint")
-        self.gen.set_remote(self.handle, ufrag, pwd, controlling=True)
+        self.gen.set_remote(self.handle, ufrag, pwd, controlling=controlling)
         for ip, port in remote_candidates(sd, self.loopback_only):
             self.gen.add_candidate(self.handle, ip, port)
         if self._fingerprint is None:

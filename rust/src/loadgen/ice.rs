@@ -1,12 +1,16 @@
 //! The client side of ICE for one simulated transport (RFC 8445, as a full agent with a
 //! single host candidate): connectivity checks to the server's candidates with our
-//! credentials (controlling, aggressive nomination with USE-CANDIDATE), the first successful
-//! pair is selected; consent refreshes (RFC 7675) every [`CONSENT_INTERVAL_US`]; binding
-//! requests from the server (a full-ICE server also checks) are answered.
+//! credentials; binding requests from the server (a full-ICE server checks too) are answered.
+//! Controlling (our offer, or an ICE-lite server): aggressive nomination with USE-CANDIDATE,
+//! the first pair whose check succeeds is selected. Controlled (answering a full-ICE server's
+//! offer): the pair the server nominates is selected. A 487 role conflict flips our role.
+//! Consent refreshes (RFC 7675) every [`CONSENT_INTERVAL_US`] on the selected pair.
 
 use std::net::SocketAddr;
 
-use trackyard_core::stun::{attr, write_binding_success, StunMessage, StunWriter, BINDING_REQUEST, BINDING_SUCCESS};
+use trackyard_core::stun::{
+    attr, write_binding_success, StunMessage, StunWriter, BINDING_ERROR, BINDING_REQUEST, BINDING_SUCCESS,
+};
 
 /// Checks are retransmitted at this pace while no pair works.
 pub const CHECK_INTERVAL_US: u64 = 50_000;
@@ -52,6 +56,8 @@ pub enum StunOutcome {
     Selected(SocketAddr),
     /// Send this response (already written to the buffer, this many bytes).
     Reply(usize),
+    /// Send this response; the server nominated this pair, which is now selected.
+    ReplySelected(usize, SocketAddr),
 }
 
 impl IceAgent {
@@ -145,6 +151,14 @@ impl IceAgent {
     /// A STUN datagram from `from` (its bytes in `buf[..len]`; a reply is written over it).
     pub fn on_stun(&mut self, buf: &mut [u8], len: usize, from: SocketAddr, now: u64) -> StunOutcome {
         let Ok(msg) = StunMessage::parse(&buf[..len]) else { return StunOutcome::Nothing };
+        if msg.msg_type == BINDING_ERROR {
+            let ours = self.pending.iter().any(|(t, a)| *t == msg.transaction_id && *a == from);
+            if ours && msg.error_code.is_some_and(|(code, _)| code == 487) {
+                self.controlling = !self.controlling; // role conflict: the server keeps its role
+                self.next_check_us = now;
+            }
+            return StunOutcome::Nothing;
+        }
         if msg.msg_type == BINDING_SUCCESS {
             let Some(pos) = self.pending.iter().position(|(t, a)| *t == msg.transaction_id && *a == from) else {
                 return StunOutcome::Nothing;
@@ -170,13 +184,21 @@ impl IceAgent {
             return StunOutcome::Nothing;
         }
         let txid = msg.transaction_id;
+        let nominated = msg.use_candidate && !self.controlling;
         if self.state == IceState::Checking || self.state == IceState::New {
             self.add_candidate(from); // a peer-reflexive candidate of the server
         }
-        match write_binding_success(buf, &txid, from, self.local_pwd.as_bytes()) {
-            Ok(n) => StunOutcome::Reply(n),
-            Err(_) => StunOutcome::Nothing,
+        let Ok(n) = write_binding_success(buf, &txid, from, self.local_pwd.as_bytes()) else {
+            return StunOutcome::Nothing;
+        };
+        if nominated && self.selected.is_none() {
+            self.selected = Some(from);
+            self.state = IceState::Connected;
+            self.last_response_us = now;
+            self.next_check_us = now + CONSENT_INTERVAL_US;
+            return StunOutcome::ReplySelected(n, from);
         }
+        StunOutcome::Reply(n)
     }
 }
 
@@ -249,5 +271,35 @@ mod tests {
         assert_eq!(a.state, IceState::Checking);
         assert!(a.poll(2 + CHECK_TIMEOUT_US, &mut [0u8; 512], |_, _| {}));
         assert_eq!(a.state, IceState::Failed);
+    }
+
+    #[test]
+    fn controlled_agent_selects_the_pair_the_server_nominates_and_487_flips_the_role() {
+        let server: SocketAddr = "127.0.0.1:7882".parse().unwrap();
+        let mut a = agent();
+        a.controlling = false;
+        a.add_candidate(server);
+        let mut sent = Vec::new();
+        let mut buf = [0u8; 512];
+        a.poll(0, &mut buf, |to, p| sent.push((to, p.to_vec())));
+        let check = StunMessage::parse(&sent[0].1).unwrap();
+        assert!(!check.use_candidate && check.ice_controlled == Some(42), "controlled checks do not nominate");
+        // a 487 to our check: we take the other role
+        let mut err = [0u8; 256];
+        let n = trackyard_core::stun::write_binding_error(&mut err, &check.transaction_id, 487, "Role Conflict",
+                                                          Some(b"server-password-0123456789")).unwrap();
+        assert!(matches!(a.on_stun(&mut err, n, server, 1), StunOutcome::Nothing));
+        assert!(a.controlling);
+        a.controlling = false;
+        // the server's nominating check selects its pair
+        let mut req = [0u8; 512];
+        let mut w = StunWriter::new(&mut req, BINDING_REQUEST, &[9; 12]).unwrap();
+        w.attribute(attr::USERNAME, b"cliu:srvu").unwrap();
+        w.attribute(attr::USE_CANDIDATE, &[]).unwrap();
+        w.message_integrity(b"client-password-0123456789").unwrap();
+        w.fingerprint().unwrap();
+        let n = w.finish();
+        assert!(matches!(a.on_stun(&mut req, n, server, 2), StunOutcome::ReplySelected(_, s) if s == server));
+        assert_eq!((a.state, a.selected), (IceState::Connected, Some(server)));
     }
 }

@@ -20,6 +20,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use trackyard_core::congestion::TwccRecorder;
 use trackyard_core::reports::{ntp_from_unix_us, ReceiverStats};
 use trackyard_core::rtcp::{parse_compound, write_rr, write_sdes_cname, write_sr, RtcpPacket, SenderInfo};
 use trackyard_core::rtp::RtpHeader;
@@ -34,6 +35,8 @@ use crate::udp::{RecvBatch, MAX_DATAGRAM};
 
 const TIMER_US: u64 = 10_000;
 const REPORT_INTERVAL_US: u64 = 1_000_000;
+/// Transport-wide congestion control feedback about what we receive, this often.
+const TWCC_INTERVAL_US: u64 = 100_000;
 /// Receive batches drained per socket per loop turn (fairness between sockets).
 const RECV_ROUNDS: usize = 4;
 const MAX_EVENTS: usize = 256;
@@ -136,6 +139,10 @@ struct Transport {
     cname: Vec<u8>,
     rx: HashMap<u32, RxStream>,
     twcc_seq: u16,
+    /// Arrivals for transport-wide feedback (a subscriber whose server stamps the extension).
+    twcc_rx: Option<TwccRecorder>,
+    twcc_media_ssrc: u32,
+    next_twcc_us: u64,
     rtcp_ssrc: u32,
     next_report_us: u64,
     scheduled: bool,
@@ -291,6 +298,9 @@ impl Worker {
                     cname: Vec::new(),
                     rx: HashMap::new(),
                     twcc_seq: (rtcp_ssrc >> 5) as u16,
+                    twcc_rx: None,
+                    twcc_media_ssrc: 0,
+                    next_twcc_us: 0,
                     rtcp_ssrc,
                     next_report_us: 0,
                     scheduled: false,
@@ -334,6 +344,9 @@ impl Worker {
             Command::SetExtensions { id, ext } => {
                 if let Some(t) = self.transports.get_mut(&id) {
                     t.ext = ext;
+                    if ext.twcc != 0 && t.twcc_rx.is_none() {
+                        t.twcc_rx = Some(TwccRecorder::new(4096));
+                    }
                 }
             }
             Command::SetClock { id, payload_type, clock_rate, video } => {
@@ -465,6 +478,10 @@ impl Worker {
                     t.rtcp_sent += 1;
                 }
             }
+            if t.media_ready() && t.twcc_rx.is_some() && now >= t.next_twcc_us {
+                t.next_twcc_us = now + TWCC_INTERVAL_US;
+                write_twcc_feedback(t, &mut buf, &mut out);
+            }
             for (addr, p) in out {
                 self.send_raw(id, &p, addr);
             }
@@ -509,6 +526,12 @@ impl Worker {
                         let reply = self.buf[..n].to_vec();
                         self.send_raw(id, &reply, from);
                     }
+                    StunOutcome::ReplySelected(n, addr) => {
+                        let reply = self.buf[..n].to_vec();
+                        self.send_raw(id, &reply, from);
+                        self.pending.push(LgEvent::IceConnected { transport: id, addr });
+                        self.schedule(id);
+                    }
                     StunOutcome::Nothing => {}
                 }
             }
@@ -542,6 +565,14 @@ impl Worker {
             self.unknown_packets += 1;
             return;
         };
+        if let (Some(rec), true) = (t.twcc_rx.as_mut(), t.ext.twcc != 0) {
+            if let Some(v) = h.extension(t.ext.twcc).filter(|v| v.len() >= 2) {
+                rec.record(u16::from_be_bytes([v[0], v[1]]), now);
+                if t.twcc_media_ssrc == 0 {
+                    t.twcc_media_ssrc = h.ssrc();
+                }
+            }
+        }
         let pt = h.payload_type();
         let stream = t.rx.entry(h.ssrc()).or_insert_with(|| {
             let (clock, video) = t.clocks.iter().find(|c| c.0 == pt).map_or((90_000, true), |c| (c.1, c.2));
@@ -629,6 +660,24 @@ impl Worker {
             received_bytes: self.received_bytes,
             unknown_packets: self.unknown_packets,
             loop_turns: self.loop_turns,
+        }
+    }
+}
+
+/// Transport-wide congestion control feedback about the arrivals since the last one (as a
+/// real receiver sends it; SFUs estimate a subscriber's bandwidth from it).
+fn write_twcc_feedback(t: &mut Transport, buf: &mut [u8], out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+    let (Some(addr), Some(rec), Some(tx)) = (t.ice.selected, t.twcc_rx.as_mut(), t.tx_srtp.as_mut()) else { return };
+    let room = buf.len() - 64;
+    for _ in 0..8 {
+        match rec.write_feedback(&mut buf[..room], t.rtcp_ssrc, t.twcc_media_ssrc) {
+            Ok(Some(n)) => {
+                if let Ok(m) = tx.protect_rtcp(buf, n) {
+                    out.push((addr, buf[..m].to_vec()));
+                    t.rtcp_sent += 1;
+                }
+            }
+            _ => break,
         }
     }
 }
