@@ -166,6 +166,38 @@ async def test_drain_and_undrain_a_node(etcd, clients):
         cluster.close()
 
 
+async def test_undrain_during_a_drain_keeps_the_rooms_not_moved_yet(etcd, clients):
+    """With a long deadline rooms move a second apart; an undrain after the first move stops
+    the drain: the other rooms stay on their node, their participants are not told to leave."""
+    cluster = TestCluster(etcd, unique_prefix("ops-undrain"), node={"drain_timeout": 60})
+    try:
+        (a, control) = cluster.add("media", "control")
+        await cluster.wait_media(1)
+        joined = {f"stay{i}": (await join(control, clients, f"p{i}", f"stay{i}"))[0] for i in range(4)}
+        (b,) = cluster.add("media")
+        await cluster.wait_media(2)
+
+        code, _, err = await trackyard("node", "drain", a.node_id, *at(cluster))
+        assert code == 0, err
+        moved = await wait_for(lambda: [r for r, c in joined.items() if c.of("leave")], WAIT, what="a first move")
+        code, _, err = await trackyard("node", "undrain", a.node_id, "--wait", "10", *at(cluster))
+        assert code == 0, err
+        await wait_for(lambda: _status_is(a, "/readyz", 200), WAIT, what="A ready again")
+        await asyncio.sleep(2.5)  # longer than the gap between two moves: nothing else moves
+        moved = [r for r, c in joined.items() if c.of("leave")]
+        assert 1 <= len(moved) < 4, moved
+        rooms = {r["name"]: r["node_id"] for r in await ops_json("rooms", "list", *at(cluster))}
+        for room in set(joined) - set(moved):
+            assert rooms[room] == a.node_id
+        _, response = await join(control, clients, "late", sorted(set(joined) - set(moved))[0])
+        assert response.server_info.node_id == a.node_id  # the room is still there, on A
+    except BaseException:
+        print(cluster.logs(), file=sys.__stderr__)
+        raise
+    finally:
+        cluster.close()
+
+
 async def test_errors_are_reported_with_an_exit_status(etcd):
     cluster = TestCluster(etcd, unique_prefix("ops-errors"))
     code, _, err = await trackyard("node", "drain", "ND_nobody", *at(cluster))

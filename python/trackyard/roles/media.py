@@ -89,6 +89,7 @@ class MediaRole:
         self.exiting = False  # a SIGTERM drain: no undrain
         self.drain_watch: DrainRequestWatch | None = None
         self._requested_drain: asyncio.Task | None = None
+        self._drain_generation = 0  # an undrain moves it on: a drain of an older one stops
         self._cpu = CpuSampler()
         self._tasks: set[asyncio.Task] = set()
         cfg = self.config.node
@@ -202,7 +203,8 @@ class MediaRole:
             return
         if requested and self._requested_drain is None:
             log.info("drain requested in etcd: draining; the node stays up until the request is taken back")
-            self._requested_drain = asyncio.get_running_loop().create_task(self._drain(self.config.node.drain_timeout))
+            self._requested_drain = asyncio.get_running_loop().create_task(
+                self._drain(self.config.node.drain_timeout, self._drain_generation))
             self._requested_drain.add_done_callback(self._requested_drain_done)
         elif not requested and (self.draining or self._requested_drain is not None):
             self._spawn(self._undrain())
@@ -220,8 +222,14 @@ class MediaRole:
                 await task
 
     async def _undrain(self) -> None:
-        """The drain request was taken back: serve again (new rooms, ``serving`` in etcd)."""
-        await self._cancel_requested_drain()
+        """The drain request was taken back: serve again (new rooms, ``serving`` in etcd).
+        A drain under way stops before its next move (never between releasing a room's
+        record and closing the room)."""
+        self._drain_generation += 1
+        task, self._requested_drain = self._requested_drain, None
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure is logged by its callback
+                await task
         if self.exiting or self.stopping:
             return
         self.draining = False
@@ -233,12 +241,19 @@ class MediaRole:
     async def drain(self, timeout: float) -> float:
         """The SIGTERM drain: mark the node draining and move its rooms away (see the module
         docstring) within ``timeout`` seconds; returns how long it took. Cancel it to give up
-        (second SIGTERM). A drain an operator requested gives way to it."""
+        (second SIGTERM). A drain an operator requested goes on as part of it."""
         self.exiting = True
-        await self._cancel_requested_drain()
+        task = self._requested_drain
+        if task is not None and not task.done():
+            await task  # cancelling this (second SIGTERM) cancels it too
         return await self._drain(timeout)
 
-    async def _drain(self, timeout: float) -> float:
+    async def _drain(self, timeout: float, generation: int | None = None) -> float:
+        generation = self._drain_generation if generation is None else generation
+
+        def going_on() -> bool:  # false once undrained
+            return self._drain_generation == generation
+
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
@@ -256,23 +271,28 @@ class MediaRole:
         rooms.sort(key=lambda r: len(r.participants), reverse=True)
         gap = min(DRAIN_GAP, 0.5 * timeout / len(rooms)) if rooms else 0.0
         for i, room in enumerate(rooms):
-            if loop.time() >= deadline:
+            if loop.time() >= deadline or not going_on():
                 break
             if i:
                 await asyncio.sleep(max(0.0, min(gap, deadline - loop.time())))
-            await self._move(room, deadline - loop.time())
-        # rooms joined meanwhile (a control node's stale route) are moved too, until the deadline
-        while self.participants and loop.time() < deadline:
-            for room in [r for r in self.node.rooms.rooms.values() if not r.closed and r.participants]:
+            if going_on():
                 await self._move(room, deadline - loop.time())
+        # rooms joined meanwhile (a control node's stale route) are moved too, until the deadline
+        while self.participants and loop.time() < deadline and going_on():
+            for room in [r for r in self.node.rooms.rooms.values() if not r.closed and r.participants]:
+                if going_on():
+                    await self._move(room, deadline - loop.time())
             await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
-        left = [r for r in self.node.rooms.rooms.values() if not r.closed]
+        left = [r for r in self.node.rooms.rooms.values() if not r.closed] if going_on() else []
         if left:
             log.info("draining: deadline reached, closing %d remaining room(s)", len(left))
             for room in left:
                 room.close(models.DisconnectReason.SERVER_SHUTDOWN, rejoin=True)
         took = loop.time() - started
-        log.info("drained in %.2fs", took)
+        if going_on():
+            log.info("drained in %.2fs", took)
+        else:
+            log.info("drain stopped after %.2fs: undrained", took)
         return took
 
     async def _move(self, room: Room, budget: float) -> None:
