@@ -235,3 +235,27 @@ def test_metrics_config_keys():
     with pytest.raises(ConfigError, match="metrics.password"):
         load_config(body="metrics: {username: prom}", env=keys)
     assert load_config(body="metrics: {enabled: false}", env=keys).metrics.enabled is False
+
+
+def test_loss_totals_only_grow_and_follow_each_stream():
+    from trackyard.metrics.collector import LossTracker
+
+    loss = LossTracker()
+    inbound = {"kind": "inbound", "track": 1, "ssrc": 11}
+    outbound = {"kind": "outbound", "downtrack": 7}
+    assert loss.update([{**inbound, "lost": 3}, {**outbound, "lost": 2}]) == {"in": 3, "out": 2}
+    # a lower report (reordered packets arrived late) takes nothing back
+    assert loss.update([{**inbound, "lost": 1}, {**outbound, "lost": 5}]) == {"in": 3, "out": 5}
+    # the same report scraped twice counts once; a new stream adds its own
+    assert loss.update([{**inbound, "lost": 4}, {"kind": "inbound", "track": 2, "ssrc": 22, "lost": 6}]) == {
+        "in": 10, "out": 5}
+    assert loss.update([{**inbound, "lost": 4}]) == {"in": 10, "out": 5}
+
+
+def test_etcd_operations_are_named_without_keys():
+    from trackyard.metrics.etcd import operation
+
+    assert operation("get nodes/ND_x") == "get"
+    assert operation("list rooms/") == "list"
+    assert operation("lease keepalive") == "lease_keepalive"
+    assert operation("create rooms/r") == "create"
