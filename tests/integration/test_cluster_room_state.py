@@ -11,15 +11,12 @@ takes its saved state with it.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 from livekit import api
 
 from support.cluster_nodes import LEASE_TTL, TestCluster
-from support.etcd import EtcdServer, etcd_available, unique_prefix
-from support.servers import API_KEY, API_SECRET
+from support.etcd import etcd_available, unique_prefix
+from support.servers import API_KEY, API_SECRET, wait_for
 from support.signal_client import SignalClient
 from support.tokens import join_token
 
@@ -30,35 +27,10 @@ WAIT = 15.0
 SETTINGS = {"empty_timeout": 120, "departure_timeout": 33, "max_participants": 3}
 
 
-@pytest.fixture(scope="module")
-def etcd():
-    server = EtcdServer().start()
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture
-async def clients():
-    opened: list[SignalClient] = []
-    yield opened
-    for client in opened:
-        await client.close()
-
-
 async def join(node, clients, identity: str, room: str):
     client = await SignalClient.connect(node.ws_url, join_token(identity, room))
     clients.append(client)
     return client, await client.expect("join", timeout=WAIT)
-
-
-async def wait_until(predicate, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 def settings_of(room) -> dict:
@@ -109,7 +81,7 @@ async def test_room_settings_survive_media_node_kill(etcd, clients):
         host = first.server_info.node_id
         victim = next(n for n in (m1, m2) if n.node_id == host)
         victim.kill()
-        await wait_until(lambda: _absent(cluster, "keeps-settings"), "the dead node's room record", LEASE_TTL + WAIT)
+        await wait_for(lambda: _absent(cluster, "keeps-settings"), LEASE_TTL + WAIT, 0.1, "the dead node's record")
         assert "keeps-settings" in await cluster.read("room_state/")  # outlives the node
         await check_moved(cluster, c2, clients, "keeps-settings", room.sid, host)
     except BaseException:
@@ -150,14 +122,14 @@ async def test_room_state_goes_with_the_room(etcd, clients):
             gone = await lk.room.create_room(api.CreateRoomRequest(name="deleted", metadata="m"))
             assert "deleted" in await cluster.read("room_state/")
             await lk.room.delete_room(api.DeleteRoomRequest(room="deleted"))
-            await wait_until(lambda: _absent(cluster, "deleted", "room_state/"), "deleted room's state gone")
+            await wait_for(lambda: _absent(cluster, "deleted", "room_state/"), WAIT, 0.1, "the deleted room's state gone")
             again = await lk.room.create_room(api.CreateRoomRequest(name="deleted"))
             assert again.sid != gone.sid and again.metadata == ""
 
             await lk.room.create_room(api.CreateRoomRequest(name="short", departure_timeout=1, metadata="m"))
         alice, _ = await join(c1, clients, "alice", "short")
         await alice.leave()
-        await wait_until(lambda: _absent(cluster, "short", "room_state/"), "closed room's state gone", WAIT)
+        await wait_for(lambda: _absent(cluster, "short", "room_state/"), WAIT, 0.1, "the closed room's state gone")
         assert "short" not in await cluster.read("rooms/")
     except BaseException:
         print(cluster.logs())

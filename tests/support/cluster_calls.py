@@ -9,6 +9,7 @@ waits, doing nothing else, until bob hears alice again; it returns what it measu
                  on alice's republished track (the SDKs rejoined on another node)
     replaced     seconds from the kill/SIGTERM until etcd's record of the room names another
                  node (polled every 0.1 s)
+    rejoined     seconds from the kill/SIGTERM until both SDKs had a JoinResponse again
     old_host / new_host
 
 Used by tests/integration/test_cluster_e2e_sdk.py (which asserts what a user would check)
@@ -89,9 +90,12 @@ async def fail_media_node(cl, call: Call, how: str) -> dict:
     except AssertionError as exc:
         raise AssertionError(f"no tone after the {how} of {old}\n{reports(call.alice, call.bob)}\n{cl.logs()}") from exc
     new = cl.host_of(moved["rooms"][call.room]["node_id"])
+    joins = [next((e["wall"] for e in a.events("signal_join") if e["wall"] > started), None)
+             for a in (call.alice, call.bob)]
     result = {"how": how, "at": round(started, 3), "old_host": old, "new_host": new,
               "gap": round(back["wall"] - WINDOW - started, 3),
-              "replaced": round(moved["wall"] - started, 3)}
+              "replaced": round(moved["wall"] - started, 3),
+              "rejoined": round(max(joins) - started, 3) if None not in joins else None}
     call.host, call.track_sid, call.heard = new, back["track_sid"], back
     return result
 

@@ -59,13 +59,16 @@ def haproxy_config(lb_address: str, controls: list[str], clients: list[str], por
     rules_text = "\n".join(rules)
     return f"""global
   maxconn 512
+  log stderr format raw local0 info
 defaults
   mode tcp
-  timeout connect 1s
+  log global
+  option tcplog
+  timeout connect 500ms
   timeout client 1h
   timeout server 1h
   retries 3
-  option redispatch
+  option redispatch 1
 frontend clients
   bind {lb_address}:{LB_PORT}
 {rules_text}
