@@ -108,6 +108,7 @@ async def test_metrics_move_when_audio_flows_through_a_node(node):
     assert value(during, "trackyard_tracks_published", kind="video") == 0
     assert value(during, "trackyard_tracks_subscribed", kind="video") == 0
     assert value(during, "trackyard_signal_connections") == 2
+    assert value(during, "trackyard_signal_accept_seconds", "trackyard_signal_accept_seconds_count", kind="join") == 2
     for direction in ("in", "out"):
         grew = value(during, "trackyard_packets", "trackyard_packets_total", direction=direction)
         assert grew > value(before, "trackyard_packets", "trackyard_packets_total", direction=direction) + 40
@@ -129,6 +130,17 @@ async def test_metrics_move_when_audio_flows_through_a_node(node):
     after = await wait_metrics(node.url, lambda m: value(m, "trackyard_participants") == 0, "participants gone")
     assert value(after, "trackyard_tracks_published", kind="audio") == 0
     assert value(after, "trackyard_forwarded_packets", "trackyard_forwarded_packets_total") >= forwarded  # monotonic
+
+
+async def test_refused_signal_connections_are_counted_by_status(node):
+    async with aiohttp.ClientSession() as session:
+        for token in ("not-a-token", join_token("mallory", "r", secret="wrong-secret-wrong-secret-wrong!!")):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(node.ws_url + "/rtc/v1", headers={"Authorization": f"Bearer {token}"})
+            assert refused.value.status == 401
+    metrics = await scrape(node.url)
+    assert value(metrics, "trackyard_signal_refused", "trackyard_signal_refused_total", status="401") == 2
+    assert metrics.get("trackyard_signal_accept_seconds", []) == []  # nobody was accepted
 
 
 async def _until(predicate):

@@ -118,6 +118,7 @@ class NodeCollector:
                               len(self.server.signal.connections))
             yield self._counter("signal_bad_frames", "Client signal frames dropped (not a SignalRequest).",
                                 self.server.signal.bad_frames)
+            yield from self._labelled(self.server.signal.metrics.collect())
         yield from self._webhooks()
         yield from self._cluster()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from google.protobuf.message import DecodeError
@@ -26,6 +27,7 @@ from livekit.protocol import rtc
 
 from trackyard import errors, logs
 from trackyard.config import Config
+from trackyard.metrics.signal import SignalMetrics
 from trackyard.roles.router import Router
 from trackyard.rooms.manager import check_room_name
 from trackyard.signal.admission import Admission, Refused, admit_request
@@ -43,6 +45,7 @@ class SignalService:
         self.config = config
         self.router = router
         self.bad_frames = 0
+        self.metrics = SignalMetrics()
         self.connections: dict[web.WebSocketResponse, RelaySession] = {}
         self._writers: set[asyncio.Task] = set()
 
@@ -110,12 +113,15 @@ class SignalService:
         ws = web.WebSocketResponse(max_msg_size=self.config.limit.signal_message_size_limit, autoping=True)
         if not ws.can_prepare(request).ok:
             return web.Response(status=404, text="404 page not found")
+        started = time.monotonic()
         try:
             admission = admit_request(self.config, request.headers, request.query, single_pc=single_pc)
             logs.bind(room=admission.room_name, participant=admission.grants.identity)
             session = await self._open(admission)
         except Refused as refused:
+            self.metrics.refuse(refused.status)
             return web.Response(status=refused.status, text=refused.text)
+        self.metrics.accepted(time.monotonic() - started, resume=admission.params.reconnect)
         try:
             await ws.prepare(request)
         except (ConnectionError, RuntimeError):
