@@ -8,6 +8,8 @@ See docs/operations.md for the list of metrics.
 - :mod:`.collector`: :class:`NodeCollector`, the scrape-time values of one server.
 - :mod:`.etcd`: :class:`EtcdRequestMetrics`, latency and errors of etcd calls
   (fed by :mod:`trackyard.cluster.store`).
+- :mod:`.signal`: :class:`SignalMetrics`, accept latency and refusals of signal connections
+  (fed by :mod:`trackyard.signal.service`).
 - :mod:`.endpoint`: the ``/metrics`` route (optional basic auth).
 """
 
