@@ -12,10 +12,14 @@ library). Key layout, under ``etcd.prefix`` (default ``/trackyard/``)::
                                        created once (create-if-absent transaction), bound to
                                        the HOSTING node's lease: a dead node's rooms vanish
                                        with it, no sweeper needed
+    room_state/{room_name} RoomState JSON {room_sid, empty_timeout, departure_timeout,
+                                       max_participants, metadata, saved_at}   no lease:
+                                       a room's settings outlive its node (.room_state)
 
 Modules: :mod:`.store` (the etcd adapter), :mod:`.view` (a watched local copy of a prefix),
 :mod:`.registry` (NodeRegistry for media nodes, NodeDirectory for control nodes),
-:mod:`.placement` (choose a node, place and look up rooms). See docs/cluster.md.
+:mod:`.placement` (choose a node, place and look up rooms), :mod:`.room_state` (a room's
+settings across a move). See docs/cluster.md.
 """
 
 from trackyard.cluster.placement import Placement, RoomRecord, choose_node, claim_rooms, release_room
