@@ -82,7 +82,7 @@ async def test_v1_subscriber_gets_sections_requested_and_audio(media_server):
 
 async def test_speakers_and_connection_quality(media_server):
     """The engine's audio levels become speakers_changed (PA_ sids, active flag); its stats
-    become connection_quality updates."""
+    become connection_quality updates (a publisher's to everyone, a listener's to itself)."""
     server = media_server
     alice, _ = await publish_tone(server, "alice", "r3", 440)
     room = server.node.rooms.get("r3")
@@ -93,6 +93,16 @@ async def test_speakers_and_connection_quality(media_server):
     changed = await bob.signal.expect("speakers_changed", lambda m: any(s.sid == alice_sid and s.active
                                                                         for s in m.speakers), timeout=10)
     assert all(s.sid.startswith("PA_") for s in changed.speakers)
+    # connection quality: the publisher's goes to everyone, a listener's only to itself
+    bob_sid = room.participants["bob"].sid
+
+    def about(sid):
+        return lambda m: any(u.participant_sid == sid and u.quality != models.ConnectionQuality.LOST
+                             for u in m.updates)
+    await bob.signal.expect("connection_quality", about(alice_sid), timeout=15)
+    await bob.signal.expect("connection_quality", about(bob_sid), timeout=15)
+    await alice.signal.expect("connection_quality", about(alice_sid), timeout=15)
+    assert not any(u.participant_sid == bob_sid for m in alice.signal.of("connection_quality") for u in m.updates)
     await alice.close()
     gone = await bob.signal.expect("speakers_changed", lambda m: any(s.sid == alice_sid and not s.active
                                                                      for s in m.speakers), timeout=10)

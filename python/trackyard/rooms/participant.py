@@ -36,6 +36,10 @@ class SignalSink(Protocol):
         """Queue a message; never blocks."""
         ...
 
+    def send_encoded(self, data: bytes) -> None:
+        """Queue a message already checked and serialized (a broadcast); never blocks."""
+        ...
+
     def close(self) -> None:
         """Close the connection once the queued messages are written."""
         ...
@@ -90,6 +94,7 @@ class Participant:
         self.was_active = False
         self.quality: int | None = None  # last connection quality told to the room
         self.closed = False
+        self._proto: tuple[tuple[int, int], models.ParticipantInfo] | None = None
 
     # --- classification -------------------------------------------------------------
     @property
@@ -122,8 +127,23 @@ class Participant:
         if self.sink is not None and not self.closed:
             self.sink.send(message)
 
+    def send_encoded(self, data: bytes) -> None:
+        if self.sink is not None and not self.closed:
+            self.sink.send_encoded(data)
+
     # --- wire form --------------------------------------------------------------------
     def to_proto(self) -> models.ParticipantInfo:
+        """The participant as clients see it. Built once per version (every change bumps the
+        version, see `touch`), so a room of N people does not rebuild N infos per join; the
+        message is shared: callers copy it into theirs and never modify it."""
+        key = (self.version, self.state)
+        if self._proto is not None and self._proto[0] == key:
+            return self._proto[1]
+        info = self._build_proto()
+        self._proto = (key, info)
+        return info
+
+    def _build_proto(self) -> models.ParticipantInfo:
         info = models.ParticipantInfo(
             sid=self.sid,
             identity=self.identity,

@@ -22,6 +22,7 @@ from trackyard import errors, ids
 from trackyard.rooms.participant import Participant, State
 from trackyard.rooms.quality import Sample, score
 from trackyard.rooms.speakers import SpeakerTracker
+from trackyard.signal.validate import encode
 from trackyard.webhooks import events as hooks
 
 AUDIO_STALE = 1.0  # seconds without a level report after which a participant counts as silent
@@ -195,9 +196,14 @@ class Room:
                 return
         self.flush_updates()
         message = rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=infos))
-        for p in self.participants.values():
-            if p is not exclude:
-                p.send(message)
+        self._send_all(message, (p for p in self.participants.values() if p is not exclude))
+
+    def _send_all(self, message: rtc.SignalResponse, recipients) -> None:
+        """One message to many: checked and serialized once."""
+        data = encode(message)
+        if data is not None:
+            for p in recipients:
+                p.send_encoded(data)
 
     def _batch(self, infos: list[models.ParticipantInfo]) -> bool:
         if len(self.participants) <= LARGE_ROOM or any(i.is_publisher or i.tracks for i in infos):
@@ -222,8 +228,7 @@ class Room:
             return
         message = rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=list(self._batched.values())))
         self._batched.clear()
-        for p in self.participants.values():
-            p.send(message)
+        self._send_all(message, self.participants.values())
 
     def broadcast_participant(self, participant: Participant) -> None:
         """Tell everyone (the participant included) its current info; hidden ones only learn of themselves."""
@@ -235,8 +240,7 @@ class Room:
 
     def broadcast_room(self) -> None:
         message = rtc.SignalResponse(room_update=rtc.RoomUpdate(room=self.to_proto()))
-        for p in self.participants.values():
-            p.send(message)
+        self._send_all(message, self.participants.values())
 
     # --- participant lifecycle events -------------------------------------------------
     def mark_joined(self, participant: Participant) -> None:
@@ -301,20 +305,22 @@ class Room:
         if not infos:
             return
         message = rtc.SignalResponse(speakers_changed=rtc.SpeakersChanged(speakers=infos))
-        for p in self.participants.values():
-            p.send(message)
+        self._send_all(message, self.participants.values())
 
     def report_connection(self, participant: Participant, sample: Sample) -> None:
-        """A participant's traffic for the last stats interval; its quality goes to everyone on change."""
+        """A participant's traffic for the last stats interval. On change its quality goes to
+        itself and, when it publishes (others watch its media), to everyone else too; a
+        listener's quality concerns only itself, which keeps this O(N) in a large audience."""
         quality, value = score(sample)
         if quality == participant.quality:
             return
         participant.quality = quality
         info = rtc.ConnectionQualityInfo(participant_sid=participant.sid, quality=quality, score=value)
         message = rtc.SignalResponse(connection_quality=rtc.ConnectionQualityUpdate(updates=[info]))
-        for p in self.participants.values():
-            if p is participant or not participant.hidden:
-                p.send(message)
+        if participant.hidden or not participant.is_publisher:
+            participant.send(message)
+        else:
+            self._send_all(message, self.participants.values())
 
     # --- subscriptions ----------------------------------------------------------------
     def _wants(self, subscriber: Participant, publisher: Participant, track_sid: str) -> bool:

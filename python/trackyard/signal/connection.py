@@ -5,6 +5,7 @@ The host (``signal.host``) sends SignalResponses and reads SignalRequests throug
 moves them between it and the client's WebSocket:
 
     host:      send(response) ─▶ [outgoing queue] ─▶ next_outgoing()   relay → client
+               send_encoded(bytes from `encode`) ─▶ (a broadcast: checked and serialized once)
     host:      receive()      ◀─ [incoming queue] ◀─ push(request)      client → relay
 
 Outgoing messages are validated when queued (see `validate`) and kept in order; `close()`
@@ -23,7 +24,7 @@ import logging
 
 from livekit.protocol import rtc
 
-from trackyard.signal.validate import InvalidOutgoingMessage, validate
+from trackyard.signal.validate import encode
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,21 @@ class SignalConnection:
     def send(self, message: rtc.SignalResponse) -> None:
         if self._closing:
             return
-        try:
-            validate(message)
-        except InvalidOutgoingMessage as exc:
+        data = encode(message)
+        if data is None:
             self.rejected += 1
-            log.error("not sending invalid %s to %s: %s", message.WhichOneof("message"), self.label, exc)
+            return
+        self.send_encoded(data)
+
+    def send_encoded(self, data: bytes) -> None:
+        """Queue a message already checked and serialized by `encode`."""
+        if self._closing:
             return
         if self._out.qsize() >= self._max_queue:
             log.warning("signal queue of %s overflowed; closing the connection", self.label)
             self.close()
             return
-        self._out.put_nowait(message.SerializeToString())
+        self._out.put_nowait(data)
 
     def close(self) -> None:
         """Close the connection once the messages queued so far are delivered."""

@@ -8,10 +8,14 @@ check here is a trackyard bug: it is logged and never sent.
 from __future__ import annotations
 
 import json
+import logging
 
 from livekit.protocol import models, rtc
 
 from trackyard import ids
+
+
+log = logging.getLogger(__name__)
 
 
 class InvalidOutgoingMessage(ValueError):
@@ -82,3 +86,14 @@ def validate(message: rtc.SignalResponse) -> None:
     elif kind in ("offer", "answer"):
         desc = message.offer if kind == "offer" else message.answer
         _need(desc.type == kind and bool(desc.sdp), f"{kind}: type/sdp missing")
+
+
+def encode(message: rtc.SignalResponse) -> bytes | None:
+    """The wire form of an outgoing message, or None (logged) when a client SDK would choke
+    on it: checked and serialized once, then queued on any number of connections."""
+    try:
+        validate(message)
+    except InvalidOutgoingMessage as exc:
+        log.error("not sending invalid %s: %s", message.WhichOneof("message"), exc)
+        return None
+    return message.SerializeToString()
