@@ -25,6 +25,7 @@ from prometheus_client.utils import floatToGoString
 
 from trackyard import __version__
 from trackyard.cpu import CpuSampler
+from trackyard.engine import forward_delay_histogram
 
 if TYPE_CHECKING:
     from trackyard.server import Server
@@ -146,8 +147,6 @@ class NodeCollector:
         engine = getattr(self.server.node.media, "engine", None)
         if engine is None:
             return
-        from trackyard.engine import forward_delay_histogram
-
         stats = engine.stats()
         for name, (doc, label, counters) in ENGINE_COUNTERS.items():
             if label:
