@@ -5,7 +5,8 @@ nodes, each in a network namespace of its own) carries one call: alice publishes
 bob listens. Then, --repeat times each (bounded):
 
 - kill: SIGKILL the media node hosting the room; measure until bob hears alice again on the
-  other node (`gap`) and until etcd names the new node (`replaced`); restart the killed node;
+  other node (`gap`), until the room's etcd record is gone (`released`), names the new node
+  (`replaced`), and until both SDKs joined again (`rejoined`); restart the killed node;
 - drain: SIGTERM the hosting node the same way; it drains and exits; restart it.
 
 Writes bench/out/cluster_failover.json (git-ignored) with the commit and the machine and
@@ -57,8 +58,10 @@ async def run(repeat: int) -> dict:
     summary = {}
     for how in ("kill", "drain"):
         rows = [r for r in results if r["how"] == how]
-        for key in ("gap", "replaced"):
-            values = [r[key] for r in rows]
+        for key in ("gap", "released", "replaced", "rejoined"):
+            values = [r[key] for r in rows if r[key] is not None]
+            if not values:
+                continue
             summary[f"{how}_{key}_p50"] = round(statistics.median(values), 3)
             summary[f"{how}_{key}_max"] = round(max(values), 3)
     summary["seconds"] = round(time.monotonic() - started, 1)

@@ -67,6 +67,8 @@ async def test_cluster_call_survives_media_node_kill_and_control_node_kill(clust
     call = await start_call(cl, room)
     first_host = call.host
     assert call.heard["freq"] == pytest.approx(440.0, abs=20)
+    # alice's WebSocket went through ctl0, bob's through ctl1 (the balancer is sticky by address)
+    assert {h: cl.established(h) for h in cl.control_names} == {"ctl0": 1, "ctl1": 1}
     await check_media_on(cl, first_host)
 
     # (b) the hosting media node dies

@@ -7,8 +7,11 @@ waits, doing nothing else, until bob hears alice again; it returns what it measu
 
     gap          seconds from the kill/SIGTERM to the start of the first window of the tone
                  on alice's republished track (the SDKs rejoined on another node)
+    released     seconds from the kill/SIGTERM until etcd's record of the room was gone (the
+                 dead node's lease expired, or the draining node released it; None if the
+                 recorder, polling every 0.1 s, never saw it absent)
     replaced     seconds from the kill/SIGTERM until etcd's record of the room names another
-                 node (polled every 0.1 s)
+                 node (the first rejoin placed it again)
     rejoined     seconds from the kill/SIGTERM until both SDKs had a JoinResponse again
     old_host / new_host
 
@@ -90,10 +93,13 @@ async def fail_media_node(cl, call: Call, how: str) -> dict:
     except AssertionError as exc:
         raise AssertionError(f"no tone after the {how} of {old}\n{reports(call.alice, call.bob)}\n{cl.logs()}") from exc
     new = cl.host_of(moved["rooms"][call.room]["node_id"])
+    gone = next((snap["wall"] for snap in cl.recorder.snapshots()
+                 if started < snap["wall"] <= moved["wall"] and call.room not in snap["rooms"]), None)
     joins = [next((e["wall"] for e in a.events("signal_join") if e["wall"] > started), None)
              for a in (call.alice, call.bob)]
     result = {"how": how, "at": round(started, 3), "old_host": old, "new_host": new,
               "gap": round(back["wall"] - WINDOW - started, 3),
+              "released": round(gone - started, 3) if gone is not None else None,
               "replaced": round(moved["wall"] - started, 3),
               "rejoined": round(max(joins) - started, 3) if None not in joins else None}
     call.host, call.track_sid, call.heard = new, back["track_sid"], back
