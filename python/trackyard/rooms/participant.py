@@ -98,12 +98,16 @@ class Participant:
 
     # --- classification -------------------------------------------------------------
     @property
-    def hidden(self) -> bool:
-        return self.permission.hidden
+    def permission(self) -> models.ParticipantPermission:
+        """What the token (or RoomService) allows. Replace it, never modify it in place: the
+        flags rooms ask about for every member (`hidden`, `dependent`) are read off it here."""
+        return self._permission
 
-    @property
-    def dependent(self) -> bool:
-        return is_dependent(self.kind, self.permission)
+    @permission.setter
+    def permission(self, permission: models.ParticipantPermission) -> None:
+        self._permission = permission
+        self.hidden = permission.hidden
+        self.dependent = is_dependent(self.kind, permission)
 
     @property
     def is_publisher(self) -> bool:

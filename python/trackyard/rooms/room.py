@@ -276,8 +276,9 @@ class Room:
             else:
                 participant.attributes.pop(key, None)
         if permission is not None:
-            participant.permission = models.ParticipantPermission()
-            participant.permission.CopyFrom(permission)
+            replaced = models.ParticipantPermission()
+            replaced.CopyFrom(permission)
+            participant.permission = replaced
             for sid, track in list(participant.tracks.items()):
                 allowed = permission.can_publish and (
                     not permission.can_publish_sources or track.source in permission.can_publish_sources
