@@ -18,6 +18,7 @@ from collections.abc import Callable
 from aiortc import RTCDataChannel, RTCDataChannelParameters
 from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
+from OpenSSL import SSL
 
 from trackyard.engine import MediaEngine, NewStream
 from trackyard.media.dtls import DtlsSession, parse_fingerprint
@@ -29,6 +30,32 @@ RELIABLE, LOSSY = "_reliable", "_lossy"
 RELIABLE_BACKLOG = 256  # reliable packets kept for a peer whose channel is not open yet
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def quiet_sctp_teardown(loop: asyncio.AbstractEventLoop) -> None:
+    """Log aiortc's SCTP sends that fail because the peer already shut DTLS down at debug
+    level instead of as "Task exception was never retrieved" tracebacks.
+
+    aiortc sends SCTP retransmissions and heartbeats from fire-and-forget tasks; when a
+    client leaves (DTLS close_notify) while one is pending, the task fails with OpenSSL's
+    "protocol is shutdown" or a ConnectionError before our transport is closed. That is a
+    normal end of a connection, not an error. Anything else goes to the previous handler."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        exc = context.get("exception")
+        future = context.get("future")
+        coro = future.get_coro() if isinstance(future, asyncio.Task) else None
+        if isinstance(exc, (SSL.Error, ConnectionError)) and \
+                getattr(coro, "__qualname__", "").startswith("RTCSctpTransport."):
+            log.debug("SCTP send after the peer closed DTLS: %r", exc)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def _ice_token(length: int) -> str:
