@@ -35,6 +35,7 @@ from trackyard.engine import MediaEngine, is_debug_build
 from trackyard.engine import version as engine_version
 from trackyard.logs import set_node
 from trackyard.media.session import MediaBackend
+from trackyard.media.transport import quiet_sctp_teardown
 from trackyard.media.webrtc import WebRtcBackend
 from trackyard.rooms.admin import RoomAdmin
 from trackyard.rooms.manager import RoomManager
@@ -239,6 +240,7 @@ async def serve(config: Config, *, media: MediaBackend | None = None) -> None:
     """Run until SIGINT/SIGTERM."""
     server = build_server(config, media=media)
     set_node(server.node_id, server.role)
+    quiet_sctp_teardown(asyncio.get_running_loop())
     runner = make_runner(server.app)
     await runner.setup()
     for address in config.bind_addresses:
