@@ -67,8 +67,10 @@ async def test_cluster_call_survives_media_node_kill_and_control_node_kill(clust
     call = await start_call(cl, room)
     first_host = call.host
     assert call.heard["freq"] == pytest.approx(440.0, abs=20)
-    # alice's WebSocket went through ctl0, bob's through ctl1 (the balancer is sticky by address)
-    assert {h: cl.established(h) for h in cl.control_names} == {"ctl0": 1, "ctl1": 1}
+    # alice's WebSocket went through ctl0, bob's through ctl1 (the balancer is sticky by
+    # address); the least of 3 looks, so that a health check's brief connection is not counted
+    held = {h: min(cl.established(h) for _ in range(3)) for h in cl.control_names}
+    assert held == {"ctl0": 1, "ctl1": 1}, held
     await check_media_on(cl, first_host)
 
     # (b) the hosting media node dies
