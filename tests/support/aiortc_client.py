@@ -189,6 +189,12 @@ class AiortcParticipant:
             if len(offers) > answered:
                 offer = offers[answered]
                 answered += 1
+                if answered > 1:
+                    # aiortc starts the receivers of a renegotiated offer only if its DTLS
+                    # transport is new or connected when the description is applied; one that
+                    # arrives mid-handshake would never play (an aiortc limitation, libwebrtc
+                    # has none): let the first connection finish first
+                    await self.wait_connected(self.sub_pc)
                 await self.sub_pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
                 await self.sub_pc.setLocalDescription(await self.sub_pc.createAnswer())
                 await self.signal.send(answer=rtc.SessionDescription(
