@@ -121,6 +121,8 @@ pub enum DropCause {
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     max_layer: u8,
+    /// A bandwidth cap below the subscriber's choice (see `allocator`).
+    cap: Option<u8>,
     active: LayerMask,
     target: Option<u8>,
     current: Option<u8>,
@@ -134,6 +136,7 @@ impl Forwarder {
     pub fn new(max_layer: u8) -> Self {
         Forwarder {
             max_layer: max_layer.min(MAX_LAYERS - 1),
+            cap: None,
             active: 0,
             target: None,
             current: None,
@@ -168,8 +171,23 @@ impl Forwarder {
         self.switches
     }
 
+    /// The bandwidth cap in force, if any.
+    pub fn cap(&self) -> Option<u8> {
+        self.cap
+    }
+
     fn retarget(&mut self) {
-        self.target = select_layer(self.max_layer, self.active);
+        let top = self.cap.map_or(self.max_layer, |c| c.min(self.max_layer));
+        self.target = select_layer(top, self.active);
+    }
+
+    /// Caps the layer for bandwidth (None: the subscriber's top layer applies alone); the
+    /// switch happens on a keyframe like any other.
+    pub fn set_cap(&mut self, cap: Option<u8>) {
+        if cap != self.cap {
+            self.cap = cap;
+            self.retarget();
+        }
     }
 
     /// Changes the subscriber's top layer.
@@ -394,6 +412,21 @@ mod tests {
             f.on_packet(2, false),
             Verdict::Drop(DropCause::WaitingForKeyframe)
         );
+    }
+
+    #[test]
+    fn a_bandwidth_cap_lowers_the_target_never_raises_it() {
+        let mut f = Forwarder::new(1);
+        f.set_active_layers(ALL);
+        f.on_packet(1, true);
+        f.set_cap(Some(0));
+        assert_eq!((f.target(), f.keyframe_wanted()), (Some(0), Some(0)));
+        assert_eq!(f.on_packet(0, true), Verdict::Switch { from: Some(1) });
+        f.set_cap(Some(2));
+        assert_eq!(f.target(), Some(1), "the subscriber's choice still limits");
+        f.set_max_layer(0);
+        f.set_cap(None);
+        assert_eq!((f.target(), f.max_layer(), f.cap()), (Some(0), 0, None));
     }
 
     #[test]

@@ -20,12 +20,14 @@
 //! | [`sequencer`] | per-down-track map from output numbers to source packets (retransmissions) | — |
 //! | [`reports`] | RTCP SR/RR state: jitter, loss, LSR/DLSR, round-trip time | RFC 3550 §6.4, A.3, A.8 |
 //! | [`congestion`] | transport-wide congestion control feedback from arrivals | transport-cc draft |
+//! | [`allocator`] | subscriber bandwidth: simulcast layer caps from receive-side estimates (REMB) | REMB draft |
 //! | [`audio_level`] | smoothed audio levels and voice activity | RFC 6464 |
 //!
 //! Every parser takes `&[u8]` and returns a `Result`; none panics on any input (a fixed-seed
 //! random-input test in `fuzz_tests` holds them to it).
 #![forbid(unsafe_code)]
 
+pub mod allocator;
 pub mod audio_level;
 pub mod codec;
 pub mod congestion;
