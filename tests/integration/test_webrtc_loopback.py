@@ -6,11 +6,13 @@ packets to B with A's identity stamped.
 """
 
 
+import asyncio
+
 import pytest
 from livekit.protocol import models, rtc
 
 from support.aiortc_client import AiortcParticipant, SineTrack, loopback_only
-from support.servers import InProcessServer, make_config, wait_for
+from support.servers import InProcessServer, ServerProcess, make_config, wait_for
 from support.tokens import join_token
 
 
@@ -141,3 +143,27 @@ async def test_engine_panic_closes_one_room_not_the_node(media_server):
     await eve.wait_connected(eve.sub_pc)
     for p in (alice, bob, carol, dave, eve):
         await p.close()
+
+
+async def test_shutdown_with_media_in_flight_is_clean():
+    """SIGTERM while media flows to participants whose signal connections are gone (kept
+    for a resume): the node tears their media down before stopping the engine and exits 0
+    without an error in its log."""
+    server = ServerProcess(make_config()).start()
+    try:
+        with loopback_only():
+            alice = await AiortcParticipant.join_v1(server.ws_url, join_token("alice", "bye"), "alice",
+                                                    publish=SineTrack(440))
+            bob = await AiortcParticipant.join_v0(server.ws_url, join_token("bob", "bye"), "bob")
+            await wait_for(lambda: len(bob.audio) > 25, timeout=15, what="audio at bob")
+            # both signal connections vanish (the participants are kept for a resume)
+            await alice.signal.drop()
+            await bob.signal.drop()
+            await asyncio.sleep(0.3)
+            assert server.stop() == 0
+            logs = server.logs()
+            assert '"level": "error"' not in logs and "Traceback" not in logs, logs[-3000:]
+            await alice.close()
+            await bob.close()
+    finally:
+        server.cleanup()

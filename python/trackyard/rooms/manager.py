@@ -46,8 +46,11 @@ class RoomManager:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        for room in list(self.rooms.values()):
+        closing = list(self.rooms.values())
+        for room in closing:
             room.close(reason, rejoin=rejoin)
+        for room in closing:
+            await room.settle(timeout=5.0)
 
     async def _sweep_forever(self) -> None:
         while True:

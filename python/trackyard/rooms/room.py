@@ -182,6 +182,12 @@ class Room:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def settle(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) for the work the room handed off, such as media
+        teardown, so that a shutdown does not stop the engine under it."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
     # --- broadcasting -----------------------------------------------------------------
     def _broadcast_update(self, infos: list[models.ParticipantInfo], *, exclude: Participant | None = None) -> None:
         """Send participant infos to everyone in the room (but `exclude`).
