@@ -70,6 +70,7 @@ def test_small_scenario_numbers_are_consistent(cli_run):
         assert abs(m["forwarded_received"] - m["forwarded_expected"]) <= in_flight_slack(m["forwarded_expected"]), m
         assert m["packets_lost"] == 0 and m["latency_ms"]["p50"] is not None and m["latency_ms"]["p50"] >= 0
         assert m["streams"] == ROOMS * SUBSCRIBERS
+        assert m["forwarded_other_layer"] == 0  # trackyard forwards exactly the requested layer
     # speaker layout: the one video publisher is shown HIGH, so subscribers get the 720p layer
     # (~1.7 Mbit/s) plus audio
     assert 1200 < r["subscriber_kbps"]["p50"] < 2600, r["subscriber_kbps"]

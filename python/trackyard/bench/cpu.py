@@ -18,10 +18,11 @@ def process_cpu_seconds(pid: int, proc: Path = Path("/proc")) -> float:
 
 
 def pids_by_name(name: str, proc: Path = Path("/proc")) -> list[int]:
-    """PIDs whose command name (comm) or first command-line word's basename is `name`."""
+    """PIDs whose command name (comm) or first command-line word's basename is `name`
+    (never this process: `trackyard bench` must not measure itself as a trackyard server)."""
     found = []
     for entry in proc.iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             comm = (entry / "comm").read_text().strip()

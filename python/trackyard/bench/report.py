@@ -42,7 +42,8 @@ def markdown(r: dict) -> str:
         lines += [
             f"| {kind}: latency ms p50 / p99 | {_v(m['latency_ms']['p50'])} / {_v(m['latency_ms']['p99'])} |",
             f"| {kind}: jitter ms p50 / p99 | {_v(m['jitter_ms']['p50'])} / {_v(m['jitter_ms']['p99'])} |",
-            f"| {kind}: forwarded received / expected | {m['forwarded_received']} / {m['forwarded_expected']} |",
+            f"| {kind}: forwarded received / expected (other layers) | {m['forwarded_received']} / "
+            f"{m['forwarded_expected']} ({m.get('forwarded_other_layer', 0)}) |",
         ]
     s = r["server"]
     if "cpu_seconds" in s:

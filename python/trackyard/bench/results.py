@@ -84,7 +84,7 @@ def build(sc: Scenario, participants: list[Participant], before: dict, after: di
     by_sid: dict[str, Publisher] = {sid: p for p in pubs for sid in p.track_sids.values()}
 
     per_sub: list[dict] = []
-    forwarded = {k: {"expected": 0, "received": 0} for k in KINDS}
+    forwarded = {k: {"expected": 0, "received": 0, "other": 0} for k in KINDS}
     subscriptions = {"expected": 0, "made": 0}
     for p in subs:
         if p.error or p.peer is None:
@@ -100,10 +100,12 @@ def build(sc: Scenario, participants: list[Participant], before: dict, after: di
             if pub is None:
                 continue
             src = _source_of(pub, sub.kind, sub.quality)
-            if src is None:
-                continue
-            forwarded[sub.kind]["expected"] += sent.get(src, 0)
-            forwarded[sub.kind]["received"] += got.get(src, 0)
+            layer_srcs = [s for s, (k, _) in pub.ssrcs.items() if k == sub.kind]
+            if src is not None:
+                forwarded[sub.kind]["expected"] += sent.get(src, 0)
+                forwarded[sub.kind]["received"] += got.get(src, 0)
+            # packets of another layer of the track than the one the requested quality maps to
+            forwarded[sub.kind]["other"] += sum(got.get(s, 0) for s in layer_srcs if s != src)
         first = [s["first_unix_us"] for s in streams if s["first_unix_us"]]
         per_sub.append({
             "identity": p.identity,
@@ -141,6 +143,7 @@ def build(sc: Scenario, participants: list[Participant], before: dict, after: di
             "forwarded_expected": fw["expected"],
             "forwarded_received": fw["received"],
             "forwarded_ratio": round(fw["received"] / fw["expected"], 5) if fw["expected"] else None,
+            "forwarded_other_layer": fw["other"],
         }
 
     egress = sum(s["packets"] for s in rx.values())

@@ -100,19 +100,21 @@ class Scenario:
 
 
 PRESETS: dict[str, dict] = {
-    # B1: one room, 10 audio publishers (lk load-test --audio-publishers 10 --subscribers N)
-    "audio-room": dict(rooms=1, audio_publishers=10, subscribers=100, duration=30.0, join_rate=25.0),
-    # B2: one simulcast 720p publisher, speaker layout (subscribers take the top layer)
-    "livestream": dict(rooms=1, video_publishers=1, subscribers=100, duration=30.0, join_rate=25.0,
+    # B1: one room, 10 audio publishers (lk load-test --audio-publishers 10 --subscribers N);
+    # the target is N >= 800 (--subscribers 800)
+    "audio-room": dict(rooms=1, audio_publishers=10, subscribers=400, duration=30.0, join_rate=50.0),
+    # B2: one simulcast 720p publisher, speaker layout (subscribers take the top layer);
+    # the target is N >= 1000 (--subscribers 1000)
+    "livestream": dict(rooms=1, video_publishers=1, subscribers=500, duration=30.0, join_rate=50.0,
                        video_resolution="high", layout="speaker"),
     # B3: N video publishers, N subscribers, speaker layout (1 HIGH + 5 LOW), with audio
-    "meeting": dict(rooms=1, video_publishers=10, audio_publishers=10, subscribers=10, duration=30.0,
-                    join_rate=20.0, video_resolution="high", layout="speaker"),
-    # B4: many rooms of 4 A/V participants at 360p in a grid
-    "small-rooms": dict(rooms=20, video_publishers=2, audio_publishers=2, subscribers=4, duration=30.0,
-                        join_rate=40.0, video_resolution="medium", layout="3x3"),
-    # B5: participants join one room at 50 joins/s (JoinResponse and first-packet times)
-    "join-storm": dict(rooms=1, audio_publishers=1, subscribers=200, duration=10.0, join_rate=50.0),
+    "meeting": dict(rooms=1, video_publishers=25, audio_publishers=25, subscribers=25, duration=30.0,
+                    join_rate=25.0, video_resolution="high", layout="speaker"),
+    # B4: many rooms of 4 A/V participants at 360p in a grid (the target is 100 rooms)
+    "small-rooms": dict(rooms=50, video_publishers=2, audio_publishers=2, subscribers=4, duration=30.0,
+                        join_rate=50.0, video_resolution="medium", layout="3x3"),
+    # B5: 500 participants join one room at 50 joins/s (JoinResponse and first-packet times)
+    "join-storm": dict(rooms=1, audio_publishers=1, subscribers=500, duration=10.0, join_rate=50.0),
 }
 
 
