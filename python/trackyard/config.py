@@ -70,7 +70,8 @@ class RTCConfig:
     udp_port: int = 7882          # single UDP mux port for media
     tcp_port: int = 7881          # ICE/TCP port
     node_ip: str = ""             # address advertised in ICE candidates ("" = discover)
-    use_external_ip: bool = False  # discover the public address via STUN
+    use_external_ip: bool = False  # discover the public address via STUN (wins over node_ip, as in LiveKit)
+    stun_servers: list[str] = field(default_factory=list)  # "host:port" asked by use_external_ip
     udp_gso: bool = True          # coalesce a subscriber's datagrams into one send (UDP GSO)
 
 
@@ -208,7 +209,7 @@ _PORT = (1, 65535)
 _RANGES: dict[str, tuple[float, float | None]] = {
     "port": _PORT,
     "rtc.udp_port": _PORT,
-    "rtc.tcp_port": _PORT,
+    "rtc.tcp_port": (0, 65535),  # 0: no ICE-TCP
     "room.empty_timeout": (0, None),
     "room.departure_timeout": (0, None),
     "room.max_participants": (0, None),
@@ -422,7 +423,11 @@ def _validate(cfg: Config) -> None:
             ipaddress.ip_address(cfg.rtc.node_ip)
         except ValueError:
             raise ConfigError("rtc.node_ip", f"not an IP address: {cfg.rtc.node_ip!r}") from None
-    if cfg.rtc.tcp_port == cfg.port:
+    for i, server in enumerate(cfg.rtc.stun_servers):
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"rtc.stun_servers[{i}]", f"expected host:port, got {server!r}")
+    if cfg.rtc.tcp_port and cfg.rtc.tcp_port == cfg.port:
         raise ConfigError("rtc.tcp_port", f"conflicts with port ({cfg.port})")
     if cfg.signal.ping_timeout < cfg.signal.ping_interval:
         raise ConfigError("signal.ping_timeout", "must be >= signal.ping_interval")

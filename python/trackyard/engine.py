@@ -104,8 +104,11 @@ TRANSPORT_EVENTS = frozenset({"dtls", "bound", "consent_lost", "new_stream", "fa
 
 
 class MediaEngine:
-    def __init__(self, bind: str, listener: MediaListener | None = None, *, gso: bool = True) -> None:
-        self._engine = _engine.Engine(bind, gso=gso)
+    def __init__(self, bind: str, listener: MediaListener | None = None, *, gso: bool = True,
+                 tcp: str | None = None) -> None:
+        """`bind`: the UDP "ip:port"; `tcp`: also accept ICE-TCP connections on this
+        "ip:port" (None: UDP only)."""
+        self._engine = _engine.Engine(bind, gso=gso, tcp=tcp)
         self._handlers: dict[int, TransportHandler] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener = listener
@@ -132,6 +135,11 @@ class MediaEngine:
     @property
     def local_address(self) -> tuple[str, int]:
         return self._engine.local_address
+
+    @property
+    def tcp_address(self) -> tuple[str, int] | None:
+        """The ICE-TCP listener's (ip, port), or None without one."""
+        return self._engine.tcp_address
 
     def stats(self) -> dict[str, int]:
         """Counters since start (see rust/src/stats.rs), plus the forwarding-delay histogram's

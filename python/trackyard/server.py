@@ -111,7 +111,8 @@ def build_server(config: Config, *, media: MediaBackend | None = None) -> Server
     admin: RoomAdmin | None = None
     if config.node.hosts_rooms:
         if media is None:
-            engine = MediaEngine(f"0.0.0.0:{config.rtc.udp_port}", gso=config.rtc.udp_gso)
+            tcp = f"0.0.0.0:{config.rtc.tcp_port}" if config.rtc.tcp_port else None
+            engine = MediaEngine(f"0.0.0.0:{config.rtc.udp_port}", gso=config.rtc.udp_gso, tcp=tcp)
             media = WebRtcBackend(engine, advertise=[config.rtc.node_ip] if config.rtc.node_ip else None)
         server.node = NodeContext(config=config, rooms=RoomManager(config, hooks), media=media, node_id=node_id)
         server.host = SignalHost(server.node)
@@ -151,7 +152,7 @@ def build_server(config: Config, *, media: MediaBackend | None = None) -> Server
         if engine is not None:
             engine.start()
             log.info("media on UDP port %d, ICE candidates %s", engine.local_address[1],
-                     ", ".join(f"{ip}:{port}" for ip, port in media.candidates))
+                     ", ".join(f"{c.transport} {c.ip}:{c.port}" for c in media.candidates))
         if server.node is not None:
             server.node.rooms.start()
         if cluster:

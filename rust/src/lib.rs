@@ -11,7 +11,7 @@ mod loadgen;
 mod node;
 mod stats;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
@@ -55,6 +55,7 @@ struct Engine {
     events: Arc<EventQueue>,
     stats: Arc<Stats>,
     local_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
     next_id: AtomicU32,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -145,17 +146,29 @@ fn track_kind(clock_rate: u32, kind: Option<&str>, mime: Option<&str>) -> PyResu
 impl Engine {
     /// Bind the media UDP port (e.g. "0.0.0.0:7882"; port 0 picks a free one) and start the worker.
     /// `gso`: coalesce a subscriber's datagrams of one loop turn into one send (UDP GSO).
+    /// `tcp`: also listen for ICE-TCP connections there (e.g. "0.0.0.0:7881"; None: no TCP).
     #[new]
-    #[pyo3(signature = (bind, *, gso=true))]
-    fn new(bind: &str, gso: bool) -> PyResult<Self> {
+    #[pyo3(signature = (bind, *, gso=true, tcp=None))]
+    fn new(bind: &str, gso: bool, tcp: Option<&str>) -> PyResult<Self> {
         let addr: SocketAddr = bind.parse().map_err(|e| PyValueError::new_err(format!("bad address {bind}: {e}")))?;
+        let listener = match tcp {
+            None => None,
+            Some(t) => {
+                let taddr: SocketAddr = t.parse().map_err(|e| PyValueError::new_err(format!("bad address {t}: {e}")))?;
+                let l = TcpListener::bind(taddr)
+                    .and_then(|l| l.set_nonblocking(true).map(|_| l))
+                    .map_err(|e| PyOSError::new_err(format!("cannot listen on TCP {taddr}: {e}")))?;
+                Some(l)
+            }
+        };
+        let tcp_addr = listener.as_ref().map(|l| l.local_addr()).transpose().map_err(|e| PyOSError::new_err(e.to_string()))?;
         let socket = udp::bind(addr).map_err(|e| PyOSError::new_err(format!("cannot bind UDP {addr}: {e}")))?;
         let local_addr = socket.local_addr().map_err(|e| PyOSError::new_err(e.to_string()))?;
         let wake = Arc::new(Notifier::new().map_err(|e| PyOSError::new_err(e.to_string()))?);
         let events = Arc::new(EventQueue::new(65_536).map_err(|e| PyOSError::new_err(e.to_string()))?);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = channel();
-        let mut node = Node::new(socket, rx, wake.clone(), events.clone(), stats.clone(), gso);
+        let mut node = Node::new(socket, rx, wake.clone(), events.clone(), stats.clone(), gso, listener);
         let worker = std::thread::Builder::new()
             .name("trackyard-media".into())
             .spawn(move || node.run())
@@ -166,6 +179,7 @@ impl Engine {
             events,
             stats,
             local_addr,
+            tcp_addr,
             next_id: AtomicU32::new(1),
             worker: Mutex::new(Some(worker)),
         })
@@ -175,6 +189,12 @@ impl Engine {
     #[getter]
     fn local_address(&self) -> (String, u16) {
         (self.local_addr.ip().to_string(), self.local_addr.port())
+    }
+
+    /// The ICE-TCP listener's bound (ip, port), or None without one.
+    #[getter]
+    fn tcp_address(&self) -> Option<(String, u16)> {
+        self.tcp_addr.map(|a| (a.ip().to_string(), a.port()))
     }
 
     /// The file descriptor that becomes readable when events are waiting.

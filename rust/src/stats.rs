@@ -62,6 +62,13 @@ counters! {
     layer_switches: "Simulcast layer changes of down-tracks.",
     padding_dropped: "Padding-only packets not forwarded.",
     panics: "Panics caught in the worker (the datagram or timer was dropped, the node goes on).",
+    tcp_accepted: "ICE-TCP connections accepted.",
+    tcp_closed: "ICE-TCP connections closed (by the peer, on errors, garbage, timeouts, removed transports).",
+    tcp_rejected: "ICE-TCP connections refused at once (too many pending or open).",
+    tcp_garbage: "ICE-TCP connections closed for garbage (bad framing, unknown packet kind, not STUN first).",
+    tcp_timeouts: "ICE-TCP connections closed without a valid binding request in time.",
+    tcp_frames_sent: "Packets queued as frames on ICE-TCP connections.",
+    tcp_dropped: "Packets for ICE-TCP connections dropped (write buffer full, connection gone).",
 }
 
 /// Upper bounds (µs) of the forwarding-delay buckets; one more bucket takes everything above.

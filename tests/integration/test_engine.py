@@ -136,14 +136,15 @@ async def test_bad_stun_and_garbage_are_dropped_and_counted(engine):
     assert response.attributes["XOR-MAPPED-ADDRESS"] == peer.addr
 
 
-async def connect_client(engine: MediaEngine, ufrag: str, cert: RTCCertificate):
-    """A client peer: ICE check, then an aiortc DTLS client over its UDP socket; the server side
-    is trackyard's DtlsSession fed by engine events. Returns (peer, client dtls, server session, handle)."""
+async def connect_client(engine: MediaEngine, ufrag: str, cert: RTCCertificate, peer: Peer | None = None):
+    """A client peer: ICE check, then an aiortc DTLS client over its UDP socket (or `peer`'s
+    transport); the server side is trackyard's DtlsSession fed by engine events.
+    Returns (peer, client dtls, server session, handle, handler)."""
     handler = Handler()
     handle = engine.add_transport(ufrag, SERVER_PWD, handler)
     session = DtlsSession(cert, engine.dtls_sender(handle))
     handler.on_dtls_cb = session.port.feed
-    peer = await open_peer()
+    peer = peer or await open_peer()
     await ice_check(engine, peer, ufrag)
 
     client_port = DatagramPort(lambda d: peer.transport.sendto(d, engine.local_address))

@@ -180,7 +180,7 @@ KEYS = f"keys: {{k: {SECRET}}}\n"
         ("port: 0", "port", "between 1 and 65535"),
         ("port: 70000", "port", "between 1 and 65535"),
         ("rtc: {udp_port: 65536}", "rtc.udp_port", "between 1 and 65535"),
-        ("rtc: {tcp_port: -1}", "rtc.tcp_port", "between 1 and 65535"),
+        ("rtc: {tcp_port: -1}", "rtc.tcp_port", "between 0 and 65535"),
         ("room: {empty_timeout: -1}", "room.empty_timeout", ">= 0"),
         ("room: {departure_timeout: -1}", "room.departure_timeout", ">= 0"),
         ("room: {max_participants: -3}", "room.max_participants", ">= 0"),

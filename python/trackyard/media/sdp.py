@@ -317,10 +317,15 @@ class Candidate:
     @classmethod
     def host(cls, ip: str, port: int, *, index: int = 0, transport: str = "udp") -> Candidate:
         """A host candidate with RFC 8445 priority (type preference 126, local preference
-        decreasing with `index`) and a foundation derived from the address."""
-        priority = (126 << 24) | ((65535 - index) << 8) | 255
+        decreasing with `index`) and a foundation derived from the address. A "tcp" one is
+        passive (RFC 6544 `tcptype passive`: the peer connects) with the RFC 6544 local
+        preference 2^13 * 4 (passive) + 8191 - index, below every UDP host candidate's."""
+        tcp = transport.lower() == "tcp"
+        local = (4 << 13) + 8191 - index if tcp else 65535 - index
+        priority = (126 << 24) | (local << 8) | 255
         foundation = str(zlib.crc32(f"host {ip} {transport}".encode()))
-        return cls(foundation, 1, transport, priority, ip, port, "host")
+        extensions = [("tcptype", "passive")] if tcp else []
+        return cls(foundation, 1, transport, priority, ip, port, "host", extensions)
 
     def value(self) -> str:
         """The attribute value: what follows `a=candidate:`."""

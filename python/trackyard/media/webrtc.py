@@ -29,6 +29,7 @@ from trackyard.engine import AudioLevel, MediaEngine, NewStream
 from trackyard.media.dtls import node_certificate, sha256_fingerprint
 from trackyard.media.negotiation import SendTrack, build_answer, build_offer
 from trackyard.media.sdp import (
+    Candidate,
     EXT_ABS_SEND_TIME,
     EXT_AUDIO_LEVEL,
     EXT_MID,
@@ -65,6 +66,16 @@ def local_ipv4_addresses() -> list[str]:
     return found or ["127.0.0.1"]
 
 
+def host_candidates(ips: list[str], udp_port: int, tcp_port: int | None) -> list[Candidate]:
+    """The server's ICE candidates: a UDP host candidate per address, then (with an ICE-TCP
+    port) a passive TCP one per address at a lower priority, the fallback for clients whose
+    UDP does not get through."""
+    found = [Candidate.host(ip, udp_port, index=i) for i, ip in enumerate(ips)]
+    if tcp_port:
+        found += [Candidate.host(ip, tcp_port, index=i, transport="tcp") for i, ip in enumerate(ips)]
+    return found
+
+
 @dataclass
 class PublishedTrack:
     """A track whose media arrives at this node: its engine handle and codec."""
@@ -83,8 +94,8 @@ class WebRtcBackend:
         self.engine = engine
         self.certificate = node_certificate()
         self.fingerprint = sha256_fingerprint(self.certificate)
-        port = engine.local_address[1]
-        self.candidates = [(ip, port) for ip in (advertise or local_ipv4_addresses())]
+        self.candidates = host_candidates(advertise or local_ipv4_addresses(), engine.local_address[1],
+                                          engine.tcp_address[1] if engine.tcp_address else None)
         self.published: dict[str, PublishedTrack] = {}  # by TR_ sid
         self.track_owner: dict[int, "WebRtcSession"] = {}  # engine track → publisher session
         self.downtrack_owner: dict[int, "WebRtcSession"] = {}  # engine down-track → subscriber session

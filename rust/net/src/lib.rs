@@ -240,6 +240,12 @@ impl SendQueue {
         &mut self.bufs[self.queued][..]
     }
 
+    /// The slot `slot` handed out last, not yet committed (callers that send it elsewhere
+    /// read it here; the next `slot` reuses it).
+    pub fn current_slot(&self) -> &[u8] {
+        self.bufs.get(self.queued).map_or(&[][..], |b| &b[..])
+    }
+
     pub fn push(&mut self, len: usize, dest: &SocketAddr) {
         let i = self.queued;
         self.lens[i] = len;

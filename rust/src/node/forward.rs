@@ -21,12 +21,12 @@ use super::state::{Kind, Transport};
 use super::Node;
 use crate::events::Event;
 use crate::stats::Stats;
-use crate::udp::SendQueue;
+use super::tcp::Egress;
 
 /// Writes the source packet `src`, rewritten for a subscriber, into the send queue and
 /// protects it with the subscriber's keys. Returns the datagram size, or None when the
 /// subscriber is not ready (no address or keys) or the packet cannot be protected.
-pub(super) fn write_rtp(send: &mut SendQueue, socket: &UdpSocket, sub: &mut Transport, src: &[u8],
+pub(super) fn write_rtp(send: &mut Egress, socket: &UdpSocket, sub: &mut Transport, src: &[u8],
                         rw: &Rewrite<'_>, now: u64) -> Option<usize> {
     let (Some(addr), Some(tx)) = (sub.addr, sub.tx.as_mut()) else { return None };
     let slot = send.slot(socket);

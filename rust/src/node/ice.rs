@@ -15,15 +15,18 @@ use crate::events::Event;
 use crate::stats::Stats;
 
 impl Node {
-    pub(super) fn handle_stun(&mut self, len: usize, from: SocketAddr, now: u64) {
+    /// Answers a binding request; returns the transport when it passed the checks. `from` is
+    /// the sender (a TCP connection's stand-in address for ICE-TCP, whose peer address goes
+    /// into the response and the bound event).
+    pub(super) fn handle_stun(&mut self, len: usize, from: SocketAddr, now: u64) -> Option<u32> {
         Stats::bump(&self.stats.stun_requests);
         let buf = &self.scratch[..len];
         let Ok(msg) = StunMessage::parse(buf) else {
             Stats::bump(&self.stats.stun_rejected);
-            return;
+            return None;
         };
         if !msg.is_binding_request() {
-            return; // binding indications (keepalives) need no answer
+            return None; // binding indications (keepalives) need no answer
         }
         let Some(id) = msg
             .username_parts()
@@ -31,17 +34,18 @@ impl Node {
             .and_then(|ufrag| self.by_ufrag.get(ufrag).copied())
         else {
             Stats::bump(&self.stats.stun_rejected);
-            return;
+            return None;
         };
         let Some(t) = self.transports.get_mut(&id) else {
             Stats::bump(&self.stats.stun_rejected);
-            return;
+            return None;
         };
         let fingerprint_ok = matches!(msg.verify_fingerprint(), Ok(()) | Err(StunError::Missing));
         if msg.verify_integrity(&t.pwd).is_err() || !fingerprint_ok {
             Stats::bump(&self.stats.stun_rejected);
-            return;
+            return None;
         }
+        let mapped = self.send.tcp.peer(&from).unwrap_or(from);
         t.last_check_us = now;
         t.consent_lost = false;
         let rebind = t.addr != Some(from) && (msg.use_candidate || t.addr.is_none() || !t.nominated);
@@ -51,16 +55,17 @@ impl Node {
             }
             t.nominated |= msg.use_candidate;
             self.by_addr.insert(from, id);
-            self.pending.push(Event::Bound { transport: id, addr: from });
+            self.pending.push(Event::Bound { transport: id, addr: mapped });
         } else if msg.use_candidate && t.addr == Some(from) {
             t.nominated = true;
         }
         let txid = msg.transaction_id;
         let slot = self.send.slot(&self.socket);
-        if let Ok(n) = stun::write_binding_success(slot, &txid, from, &t.pwd) {
+        if let Ok(n) = stun::write_binding_success(slot, &txid, mapped, &t.pwd) {
             self.send.push(n, &from);
             Stats::add(&self.stats.tx_bytes, n as u64);
         }
+        Some(id)
     }
 
     pub(super) fn handle_dtls(&mut self, len: usize, from: SocketAddr) {

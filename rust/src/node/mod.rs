@@ -9,6 +9,9 @@
 //!   Python can bind it.
 //! - anything else, or from an unknown address: dropped and counted.
 //!
+//! The same packets may arrive framed on ICE-TCP connections (see `tcp`); they go through
+//! the same demultiplexing, and what the node sends to such a peer goes out on its connection.
+//!
 //! Timers (see `timers`) run between receive batches: NACKs and keyframe requests to
 //! publishers every 20 ms; layer activity, transport-wide feedback and a tenth of the
 //! sender/receiver reports every 100 ms; audio levels every 250 ms; statistics every 2 s.
@@ -24,10 +27,11 @@ mod forward;
 mod ice;
 mod rtcp;
 mod state;
+mod tcp;
 mod timers;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -39,10 +43,11 @@ use trackyard_core::srtp::SrtpProfile;
 
 use crate::events::{Event, EventQueue, Notifier};
 use crate::stats::Stats;
-use crate::udp::{RecvBatch, SendQueue, MAX_DATAGRAM};
+use crate::udp::{RecvBatch, MAX_DATAGRAM};
 
 pub use state::{ExtIds, Kind};
 use state::{IdMap, Route, Track, Transport};
+use tcp::Egress;
 
 /// Without a valid ICE check for this long, the peer has withdrawn consent (RFC 7675).
 pub const CONSENT_TIMEOUT_US: u64 = 30_000_000;
@@ -81,7 +86,10 @@ struct Timers {
 pub struct Node {
     socket: UdpSocket,
     recv: RecvBatch,
-    send: SendQueue,
+    /// UDP send queue and the ICE-TCP connections (see `tcp`).
+    send: Egress,
+    pollfds: Vec<libc::pollfd>,
+    tcp_revents: Vec<i16>,
     commands: Receiver<Command>,
     wake: Arc<Notifier>,
     events: Arc<EventQueue>,
@@ -108,13 +116,15 @@ pub struct Node {
 
 impl Node {
     pub fn new(socket: UdpSocket, commands: Receiver<Command>, wake: Arc<Notifier>, events: Arc<EventQueue>,
-               stats: Arc<Stats>, gso: bool) -> Self {
+               stats: Arc<Stats>, gso: bool, tcp: Option<TcpListener>) -> Self {
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9E37_79B9, |d| d.as_nanos() as u64) | 1;
         Node {
             socket,
             recv: RecvBatch::new(),
-            send: SendQueue::new(gso),
+            send: Egress::new(gso, tcp),
+            pollfds: Vec::with_capacity(8),
+            tcp_revents: Vec::with_capacity(8),
             commands,
             wake,
             events,
@@ -174,14 +184,19 @@ impl Node {
         loop {
             let now = self.now_us();
             let wait_ms = (self.timers.fast.saturating_sub(now) / 1000).clamp(1, 20) as i32;
-            let mut fds = [
-                libc::pollfd { fd: self.socket.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.wake.fd(), events: libc::POLLIN, revents: 0 },
-            ];
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, wait_ms) };
+            let mut fds = std::mem::take(&mut self.pollfds);
+            fds.clear();
+            fds.push(libc::pollfd { fd: self.socket.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd { fd: self.wake.fd(), events: libc::POLLIN, revents: 0 });
+            self.send.tcp.poll_fds(&mut fds);
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
             if fds[1].revents != 0 {
                 self.wake.clear();
             }
+            let mut tcp_events = std::mem::take(&mut self.tcp_revents);
+            tcp_events.clear();
+            tcp_events.extend(fds[2..].iter().map(|f| f.revents));
+            self.pollfds = fds;
             if !self.drain_commands() {
                 break;
             }
@@ -199,8 +214,11 @@ impl Node {
                 }
             }
             let now = self.now_us();
+            self.service_tcp(&tcp_events, now);
+            self.tcp_revents = tcp_events;
             self.guarded(|node| node.on_timers(now));
             self.send.flush(&self.socket);
+            self.close_broken_tcp();
             self.flush_events();
         }
         self.send.flush(&self.socket);
@@ -213,10 +231,14 @@ impl Node {
             Stats::add(&self.stats.events_dropped, dropped as u64);
         }
         use std::sync::atomic::Ordering;
-        self.stats.tx_packets.store(self.send.sent, Ordering::Relaxed);
-        self.stats.send_failures.store(self.send.failed, Ordering::Relaxed);
-        self.stats.send_syscalls.store(self.send.syscalls, Ordering::Relaxed);
-        self.stats.gso_messages.store(self.send.gso_messages, Ordering::Relaxed);
+        let udp = &self.send.udp;
+        self.stats.tx_packets.store(udp.sent, Ordering::Relaxed);
+        self.stats.send_failures.store(udp.failed, Ordering::Relaxed);
+        self.stats.send_syscalls.store(udp.syscalls, Ordering::Relaxed);
+        self.stats.gso_messages.store(udp.gso_messages, Ordering::Relaxed);
+        let tcp = &self.send.tcp.counters;
+        self.stats.tcp_frames_sent.store(tcp.frames_sent, Ordering::Relaxed);
+        self.stats.tcp_dropped.store(tcp.dropped, Ordering::Relaxed);
     }
 
     fn drain_commands(&mut self) -> bool {
@@ -235,16 +257,24 @@ impl Node {
             Stats::bump(&self.stats.malformed);
             return;
         };
-        Stats::bump(&self.stats.rx_packets);
-        Stats::add(&self.stats.rx_bytes, data.len() as u64);
         let len = data.len();
+        self.scratch[..len].copy_from_slice(data);
+        self.dispatch(len, from, now);
+    }
+
+    /// Handles the packet in `scratch[..len]` from `from` (a UDP peer, or a TCP connection's
+    /// stand-in address) by its first byte.
+    fn dispatch(&mut self, len: usize, from: SocketAddr, now: u64) {
+        Stats::bump(&self.stats.rx_packets);
+        Stats::add(&self.stats.rx_bytes, len as u64);
         if len == 0 {
             Stats::bump(&self.stats.malformed);
             return;
         }
-        self.scratch[..len].copy_from_slice(data);
         match self.scratch[0] {
-            0..=3 => self.handle_stun(len, from, now),
+            0..=3 => {
+                self.handle_stun(len, from, now);
+            }
             20..=63 => self.handle_dtls(len, from),
             128..=191 => self.handle_srtp(len, from, now),
             _ => Stats::bump(&self.stats.malformed),

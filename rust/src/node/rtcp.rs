@@ -21,11 +21,11 @@ use super::forward::{write_rtp, Rewrite};
 use super::state::{Transport, RESEND_MIN_INTERVAL_US};
 use super::Node;
 use crate::stats::Stats;
-use crate::udp::SendQueue;
+use super::tcp::Egress;
 
 /// Builds an RTCP packet with `build` in the send queue, protects it with the transport's
 /// keys and queues it. False when the transport is not ready or building fails.
-pub(super) fn send_rtcp(send: &mut SendQueue, socket: &UdpSocket, stats: &Stats, t: &mut Transport,
+pub(super) fn send_rtcp(send: &mut Egress, socket: &UdpSocket, stats: &Stats, t: &mut Transport,
                         build: impl FnOnce(&mut [u8]) -> Result<usize, RtcpError>) -> bool {
     let (Some(addr), Some(tx)) = (t.addr, t.tx.as_mut()) else { return false };
     let slot = send.slot(socket);
