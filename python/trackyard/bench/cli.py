@@ -115,7 +115,9 @@ def _compare(args: argparse.Namespace) -> int:
 def configure(parser: argparse.ArgumentParser) -> None:
     """The `bench` command's arguments (shared by `trackyard bench` and `python -m trackyard.bench`)."""
     sub = parser.add_subparsers(dest="bench_command")
-    run = sub.add_parser("run", help="run a scenario (the default)")
+    run = sub.add_parser("run", help="run a scenario (the default)", prog="trackyard bench [run]",
+                         description="Load-test a LiveKit-compatible server (like lk load-test). "
+                                     "`trackyard bench compare A.json B.json` compares two results.")
     add_run_arguments(run)
     run.set_defaults(run=_run)
     cmp = sub.add_parser("compare", help="compare two result.json files as a markdown table")
@@ -127,7 +129,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "compare", "-h", "--help"):
+    if not argv or argv[0] not in ("run", "compare"):
         argv = ["run", *argv]  # `trackyard bench --preset x` means `trackyard bench run --preset x`
     parser = argparse.ArgumentParser(prog="trackyard bench",
                                      description="Load-test a LiveKit-compatible server (like lk load-test).")

@@ -13,6 +13,7 @@ def write_plots(r: dict, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     title = r["scenario"].get("preset") or "custom"
     series = r.get("series", [])
@@ -27,8 +28,12 @@ def write_plots(r: dict, out: Path) -> list[Path]:
         ax2 = ax.twinx()
         ax2.plot(subs, [e["loss_pct"] for e in series], "x-", color="tab:red", ms=3, label="loss %")
         ax2.set_ylabel("loss % (per second)")
-        ax.set_title(f"{title}: server CPU and loss vs subscribers")
-        fig.legend(loc="upper left")
+        ax2.set_ylim(bottom=0, top=max(1.0, max(e["loss_pct"] for e in series) * 1.1))
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{title}: server CPU and loss vs subscribers (one point per second)")
+        lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
+        ax.legend(lines, labels, loc="lower right")
         fig.tight_layout()
         files.append(out / "cpu_loss_vs_subscribers.png")
         fig.savefig(files[-1], dpi=100)
