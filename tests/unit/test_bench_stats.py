@@ -157,3 +157,18 @@ def test_candidates_stay_on_loopback_for_a_loopback_server():
     assert candidate_from_trickle(init.replace("127.0.0.1", "192.168.1.5"), True) is None
     assert candidate_from_trickle(init.replace("udp", "tcp"), False) is None
     assert candidate_from_trickle("not json", False) is None
+
+
+def test_open_file_limit_is_raised_or_refused(monkeypatch):
+    import resource
+
+    from trackyard.bench import runner
+
+    calls = []
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 4096))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: calls.append(limits))
+    runner.ensure_file_limit(100)  # 456 needed: nothing to do
+    runner.ensure_file_limit(1000)
+    assert calls == [(2256, 4096)]
+    with pytest.raises(ScenarioError, match="raise it with `ulimit -n`"):
+        runner.ensure_file_limit(3000)

@@ -61,9 +61,25 @@ def build_participants(sc: Scenario, ctx: RunContext) -> list[Participant]:
     return order
 
 
+def ensure_file_limit(participants: int) -> None:
+    """Each simulated participant holds a WebSocket and a UDP socket: raise the soft limit of
+    open files as far as the hard limit allows, or say clearly that it is too low."""
+    import resource
+
+    need = 2 * participants + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= need or soft == resource.RLIM_INFINITY:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise ScenarioError(f"{participants} participants need about {need} open files; the limit is {hard} "
+                            f"(raise it with `ulimit -n`)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
 class Run:
     def __init__(self, sc: Scenario, progress: Callable[[str], None] | None = None) -> None:
         self.sc = sc.validate()
+        ensure_file_limit(sc.participants)
         self.progress = progress or (lambda line: None)
         pids = list(sc.server_pids)
         if sc.server_process_name:
