@@ -69,6 +69,10 @@ counters! {
     tcp_timeouts: "ICE-TCP connections closed without a valid binding request in time.",
     tcp_frames_sent: "Packets queued as frames on ICE-TCP connections.",
     tcp_dropped: "Packets for ICE-TCP connections dropped (write buffer full, connection gone).",
+    remb_received: "REMB bandwidth estimates from subscribers.",
+    bwe_downgrades: "Subscriber transports whose layer caps were lowered to fit their bandwidth estimate.",
+    bwe_upgrades: "Layer caps raised one step because the bandwidth estimate had room.",
+    bwe_probes: "Layer caps raised one step to probe whether the subscriber's path carries it.",
 }
 
 /// Upper bounds (µs) of the forwarding-delay buckets; one more bucket takes everything above.

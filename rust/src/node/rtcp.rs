@@ -9,7 +9,8 @@
 //!   (down-track sequencer), fetched from the source stream's cache and resent with the same
 //!   output number and timestamp;
 //! - PLI/FIR from a subscriber: a keyframe request for the layer it receives, paced per
-//!   source stream by the timers.
+//!   source stream by the timers;
+//! - REMB from a subscriber: its bandwidth estimate, kept for the layer allocation (timers).
 //!
 //! A malformed sub-packet ends the walk and is counted.
 
@@ -90,7 +91,14 @@ impl Node {
                     self.on_keyframe_request(transport, ssrc);
                 }
             }
-            _ => {} // SDES, BYE, TWCC and REMB from subscribers (no sender-side BWE yet), APP, XR
+            RtcpPacket::Remb(remb) => {
+                // a subscriber's receive-side estimate: input of the layer allocation (timers)
+                Stats::bump(&self.stats.remb_received);
+                if let Some(t) = self.transports.get_mut(&transport) {
+                    t.alloc.on_estimate(remb.bitrate, now);
+                }
+            }
+            _ => {} // SDES, BYE, TWCC from subscribers (no sender-side BWE), APP, XR
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 
+use trackyard_core::allocator::{Allocator, BitrateWindow};
 use trackyard_core::audio_level::AudioLevelMeter;
 use trackyard_core::codec::Codec;
 use trackyard_core::congestion::TwccRecorder;
@@ -72,6 +73,8 @@ pub const RESEND_MIN_INTERVAL_US: u64 = 30_000;
 pub const DEFAULT_RTT_US: u64 = 50_000;
 /// Arrivals buffered for transport-wide feedback between two feedback messages.
 pub const TWCC_CAPACITY: usize = 2048;
+/// Layer bitrates for the bandwidth allocation are averaged over this long.
+pub const LAYER_RATE_WINDOW_US: u64 = 2_000_000;
 
 /// Negotiated RTP header extension ids of a transport.
 pub use trackyard_core::downtrack::ExtIds;
@@ -106,6 +109,8 @@ pub struct Transport {
     pub twcc_media_ssrc: u32,
     /// Round-trip time measured on this transport's down-tracks.
     pub rtt_us: Option<u64>,
+    /// Layer caps of this subscriber's down-tracks from its bandwidth estimates (REMB).
+    pub alloc: Allocator,
 }
 
 impl Transport {
@@ -127,6 +132,7 @@ impl Transport {
             twcc_in: None,
             twcc_media_ssrc: 0,
             rtt_us: None,
+            alloc: Allocator::default(),
         }
     }
 
@@ -177,6 +183,9 @@ pub struct Source {
     pub nacks_sent: u64,
     pub rtx_received: u64,
     pub rate: Rate,
+    /// Bitrate for the bandwidth allocation (bit/s, sliding window).
+    pub alloc_rate: BitrateWindow,
+    pub alloc_bps: Option<u64>,
 }
 
 impl Source {
@@ -199,6 +208,8 @@ impl Source {
             nacks_sent: 0,
             rtx_received: 0,
             rate: Rate::default(),
+            alloc_rate: BitrateWindow::new(LAYER_RATE_WINDOW_US),
+            alloc_bps: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Periodic work between receive batches: RTCP towards publishers (NACKs, PLIs, receiver
-//! reports, transport-wide feedback) and subscribers (sender reports), layer activity, and
+//! reports, transport-wide feedback) and subscribers (sender reports), layer activity, the
+//! subscribers' bandwidth allocation (layer caps from their REMB estimates, every 500 ms), and
 //! the batched events for Python (layers, audio levels, statistics).
 //!
 //! Reports are spread out: every 100 ms a tenth of the streams and down-tracks get theirs,
@@ -7,12 +8,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use trackyard_core::forwarder::layers_of;
+use trackyard_core::allocator::{Demand, Outcome};
+use trackyard_core::forwarder::{layers_of, MAX_LAYERS};
 use trackyard_core::reports::ntp_from_unix_us;
 use trackyard_core::rtcp::{write_nack, write_pli, write_rr, write_sdes_cname, write_sr};
 
 use super::rtcp::send_rtcp;
-use super::state::{Kind, DEFAULT_RTT_US};
+use super::state::{IdMap, Kind, DEFAULT_RTT_US};
 use super::Node;
 use crate::events::{Event, StatsEntry};
 use crate::stats::Stats;
@@ -24,6 +26,11 @@ const STATS_US: u64 = 2_000_000;
 const CONSENT_US: u64 = 1_000_000;
 /// Sequence numbers per NACK message.
 const NACK_CHUNK: usize = 128;
+/// The bandwidth allocation runs every this many slow ticks (500 ms).
+const ALLOC_TICKS: u64 = 5;
+
+/// A down-track by its track and its index in the track's list.
+type DownTrackAt = (u32, usize);
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -42,6 +49,9 @@ impl Node {
             self.sweep_layers(now);
             self.send_twcc(now, false);
             self.send_reports(now, self.timers.slow_ticks % 10);
+            if self.timers.slow_ticks.is_multiple_of(ALLOC_TICKS) {
+                self.allocate_bandwidth(now);
+            }
         } else {
             self.send_twcc(now, true);
         }
@@ -128,6 +138,60 @@ impl Node {
                 if dt.reported_layer != Some(layer) && (layer.is_some() || dt.reported_layer.is_some()) {
                     dt.reported_layer = Some(layer);
                     self.pending.push(Event::DownTrackLayer { downtrack: dt.id, layer });
+                }
+            }
+        }
+    }
+
+    /// Layer caps of every subscriber transport with a bandwidth estimate (see
+    /// `trackyard_core::allocator`): the layers' measured rates and the down-tracks' requests
+    /// go in, the caps are applied to the forwarders (a changed target asks the publisher for
+    /// a keyframe through `send_keyframe_requests`).
+    fn allocate_bandwidth(&mut self, now: u64) {
+        let Node { tracks, transports, stats, .. } = self;
+        // per subscriber transport: each down-track (its track, its index there) and its demand
+        let mut per_transport: IdMap<u32, Vec<(DownTrackAt, Demand)>> = IdMap::default();
+        for (&id, track) in tracks.iter_mut() {
+            for src in track.sources.iter_mut() {
+                src.alloc_bps = src.alloc_rate.update(src.rx.bytes(), now);
+            }
+            let active = track.activity.mask();
+            let mut rates = [None; MAX_LAYERS as usize];
+            for (l, rate) in rates.iter_mut().enumerate() {
+                if active & (1 << l) != 0 {
+                    let src = track.sources.iter().find(|s| usize::from(s.layer) == l);
+                    *rate = Some(src.and_then(|s| s.alloc_bps).unwrap_or(0));
+                }
+            }
+            for (i, dt) in track.downtracks.iter().enumerate() {
+                if transports.get(&dt.transport).is_none_or(|t| t.alloc.estimate().is_none()) {
+                    continue;
+                }
+                let demand = Demand {
+                    audio: track.kind == Kind::Audio,
+                    paused: dt.fwd.paused(),
+                    requested: dt.fwd.max_layer(),
+                    cap: dt.fwd.cap(),
+                    rates,
+                };
+                per_transport.entry(dt.transport).or_default().push(((id, i), demand));
+            }
+        }
+        let mut demands = Vec::new();
+        let mut caps = Vec::new();
+        for (tid, items) in per_transport {
+            let Some(t) = transports.get_mut(&tid) else { continue };
+            demands.clear();
+            demands.extend(items.iter().map(|(_, d)| *d));
+            match t.alloc.allocate(now, &demands, &mut caps) {
+                Outcome::Downgrade => Stats::bump(&stats.bwe_downgrades),
+                Outcome::Upgrade => Stats::bump(&stats.bwe_upgrades),
+                Outcome::Probe => Stats::bump(&stats.bwe_probes),
+                Outcome::Hold | Outcome::NoEstimate => {}
+            }
+            for (((track, i), _), cap) in items.iter().zip(&caps) {
+                if let Some(dt) = tracks.get_mut(track).and_then(|t| t.downtracks.get_mut(*i)) {
+                    dt.fwd.set_cap(*cap);
                 }
             }
         }
@@ -226,7 +290,8 @@ impl Node {
 
     fn emit_stats(&mut self, now: u64) {
         let mut entries = Vec::new();
-        for (&id, track) in self.tracks.iter_mut() {
+        let Node { tracks, transports, .. } = self;
+        for (&id, track) in tracks.iter_mut() {
             for src in track.sources.iter_mut() {
                 let bitrate = src.rate.bitrate(src.rx.bytes(), now);
                 entries.push(StatsEntry::default()
@@ -262,9 +327,13 @@ impl Node {
                     .int("nacks", dt.nacks)
                     .int("plis", dt.plis)
                     .int("retransmitted", dt.retransmitted)
-                    .int("layer_switches", dt.fwd.switches());
+                    .int("layer_switches", dt.fwd.switches())
+                    .int("bwe_cap", dt.fwd.cap().map_or(-1, i64::from));
                 if let Some(rtt) = dt.tx.rtt_us {
                     e = e.float("rtt_ms", ms(rtt));
+                }
+                if let Some(bps) = transports.get(&dt.transport).and_then(|t| t.alloc.estimate()) {
+                    e = e.int("bwe_estimate", bps);
                 }
                 entries.push(e);
             }
