@@ -122,11 +122,13 @@ _H264_PROFILES = ("42e0", "4200", "42c0", "4d00", "6400")
 _RTP_PROTOS = ("UDP/TLS/RTP/SAVPF", "RTP/SAVPF", "TCP/TLS/RTP/SAVPF", "UDP/TLS/RTP/SAVP")
 _SCTP_PROTOS = ("UDP/DTLS/SCTP", "TCP/DTLS/SCTP")
 
-# What build_offer offers (payload types as libwebrtc numbers them).
-_VIDEO_FB = list(_RTCP_FB["video"])
+# What build_offer offers (payload types as libwebrtc numbers them). Subscribers get REMB and
+# abs-send-time, not transport-cc: their receive-side estimate (REMB) drives the engine's layer
+# caps (see docs/media.md, "Subscriber bandwidth"); with transport-cc libwebrtc sends no REMB.
+_VIDEO_FB = [fb for fb in _RTCP_FB["video"] if fb != "transport-cc"]
 _OFFER_CODECS: dict[str, list[Codec]] = {
     "audio": [
-        Codec(111, "opus", 48000, 2, "minptime=10;useinbandfec=1", ["transport-cc"]),
+        Codec(111, "opus", 48000, 2, "minptime=10;useinbandfec=1"),
         Codec(63, "red", 48000, 2, "111/111"),
     ],
     "video": [
@@ -149,8 +151,8 @@ _OFFER_CODECS: dict[str, list[Codec]] = {
 }
 # One id per uri across every section of our offers (BUNDLE shares the id space).
 _OFFER_EXTENSIONS: dict[str, list[tuple[int, str]]] = {
-    "audio": [(1, EXT_AUDIO_LEVEL), (2, EXT_ABS_SEND_TIME), (3, EXT_TWCC), (4, EXT_MID)],
-    "video": [(2, EXT_ABS_SEND_TIME), (3, EXT_TWCC), (4, EXT_MID), (12, EXT_DEPENDENCY_DESCRIPTOR)],
+    "audio": [(1, EXT_AUDIO_LEVEL), (2, EXT_ABS_SEND_TIME), (4, EXT_MID)],
+    "video": [(2, EXT_ABS_SEND_TIME), (4, EXT_MID), (12, EXT_DEPENDENCY_DESCRIPTOR)],
 }
 
 
