@@ -27,7 +27,11 @@ def _server(args: argparse.Namespace) -> int:
     if args.port:
         config.port = args.port
     setup_logging(config.logging.level, json_lines=config.logging.json)
-    uvloop.run(serve(config))
+    try:
+        uvloop.run(serve(config))
+    except errors.ConfigError as exc:  # found at startup, e.g. rtc.use_external_ip without an answer
+        print(f"trackyard: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -71,8 +71,8 @@ class RTCConfig:
     tcp_port: int = 7881          # ICE/TCP port
     node_ip: str = ""             # address advertised in ICE candidates ("" = discover)
     use_external_ip: bool = False  # discover the public address via STUN (wins over node_ip, as in LiveKit)
-    stun_servers: list[str] = field(default_factory=list)  # "host:port" asked by use_external_ip
     udp_gso: bool = True          # coalesce a subscriber's datagrams into one send (UDP GSO)
+    stun_servers: list[str] = field(default_factory=list)  # "host:port" asked by use_external_ip
 
 
 @dataclass
@@ -427,6 +427,8 @@ def _validate(cfg: Config) -> None:
         host, sep, port = server.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"rtc.stun_servers[{i}]", f"expected host:port, got {server!r}")
+    if cfg.rtc.use_external_ip and not cfg.rtc.stun_servers:
+        raise ConfigError("rtc.use_external_ip", "needs rtc.stun_servers (host:port of STUN servers to ask)")
     if cfg.rtc.tcp_port and cfg.rtc.tcp_port == cfg.port:
         raise ConfigError("rtc.tcp_port", f"conflicts with port ({cfg.port})")
     if cfg.signal.ping_timeout < cfg.signal.ping_interval:

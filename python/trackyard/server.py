@@ -34,6 +34,7 @@ from trackyard.context import NodeContext
 from trackyard.engine import MediaEngine, is_debug_build
 from trackyard.engine import version as engine_version
 from trackyard.logs import set_node
+from trackyard.media.external_ip import apply_external_ip
 from trackyard.media.session import MediaBackend
 from trackyard.media.transport import quiet_sctp_teardown
 from trackyard.media.webrtc import WebRtcBackend
@@ -239,6 +240,8 @@ def make_runner(app: web.Application, *, shutdown_timeout: float = 5.0) -> web.A
 
 async def serve(config: Config, *, media: MediaBackend | None = None) -> None:
     """Run until SIGINT/SIGTERM."""
+    if config.node.hosts_rooms and media is None:
+        await apply_external_ip(config.rtc)  # rtc.use_external_ip: node_ip from STUN, or ConfigError
     server = build_server(config, media=media)
     set_node(server.node_id, server.role)
     quiet_sctp_teardown(asyncio.get_running_loop())

@@ -47,6 +47,7 @@ rtc:
   tcp_port: 9001
   node_ip: 203.0.113.7
   use_external_ip: true
+  stun_servers: ["stun.example:3478", "192.0.2.1:19302"]
 room:
   auto_create: false
   empty_timeout: 60
@@ -120,7 +121,8 @@ def test_full_yaml_every_key():
     assert cfg.port == 9000 and cfg.bind_addresses == ["10.0.0.1", "::1"]
     assert cfg.keys == {"k1": SECRET, "k2": SECRET + "x"}
     assert cfg.region == "eu-west" and cfg.development is False
-    assert cfg.rtc == RTCConfig(9002, 9001, "203.0.113.7", True)
+    assert cfg.rtc == RTCConfig(9002, 9001, "203.0.113.7", True,
+                                stun_servers=["stun.example:3478", "192.0.2.1:19302"])
     assert cfg.room == RoomConfig(False, 60, 5, 12, True)
     assert cfg.limit == LimitConfig(1000, 2000, 64, 65, 66, 4096, 8192)
     assert cfg.webhook.urls == ["http://hooks.example/a", "https://hooks.example/b"]
@@ -193,6 +195,8 @@ KEYS = f"keys: {{k: {SECRET}}}\n"
         ("logging: {level: verbose}", "logging.level", "must be one of"),
         ("rtc: {node_ip: not-an-ip}", "rtc.node_ip", "IP address"),
         ("rtc: {tcp_port: 7880}", "rtc.tcp_port", "conflicts"),
+        ("rtc: {use_external_ip: true}", "rtc.use_external_ip", "needs rtc.stun_servers"),
+        ("rtc: {stun_servers: [stun.example]}", "rtc.stun_servers[0]", "host:port"),
         ("bind_addresses: []", "bind_addresses", "at least one"),
         ("webhook: {urls: ['ftp://x']}", "webhook.urls", "http"),
     ],
