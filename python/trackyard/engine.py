@@ -364,5 +364,10 @@ class LoadGenerator:
     def set_sending(self, sending: bool) -> None:
         self._gen.set_sending(sending)
 
+    def mark_window(self, open: bool) -> None:
+        """Open or close the measurement window (received packets are then matched exactly
+        to what each publisher stream sent inside it)."""
+        self._gen.mark_window(open)
+
     def snapshot(self, *, histograms: bool = False) -> dict:
         return self._gen.snapshot(histograms)

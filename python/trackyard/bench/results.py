@@ -2,11 +2,11 @@
 
 Everything is measured inside the measurement window (after all joins and subscriptions
 settled), except the join timings. Media sent vs received is checked exactly through the
-payload tags: each subscriber counts the packets it got per publisher SSRC, and for each of
-its subscriptions the expected count is what the publisher sent on the layer the SFU should
-forward for the requested quality (audio: the one stream). Packets in flight when the window
-opens are the only slack (the media stops before the last snapshot, so nothing is cut off
-at the end).
+payload tags: the load generator marks the window on every publisher stream, each subscriber
+counts per publisher SSRC the packets it got that were sent inside the window, and for each of
+its subscriptions the expected count is what the publisher sent in the window on the layer the
+SFU should forward for the requested quality (audio: the one stream). After the media stops,
+the run waits until nothing more arrives, so the difference is what was lost.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def build(sc: Scenario, participants: list[Participant], before: dict, after: di
     pubs = [p for p in participants if isinstance(p, Publisher)]
     subs = [p for p in participants if isinstance(p, Subscriber)]
     rx = stats.window_streams(before, after)
-    sent = stats.sent_in_window(before, after)
+    sent = stats.sent_in_window(after)
     by_sid: dict[str, Publisher] = {sid: p for p in pubs for sid in p.track_sids.values()}
 
     per_sub: list[dict] = []

@@ -29,7 +29,9 @@ from .scenario import Scenario, ScenarioError
 
 log = logging.getLogger(__name__)
 
-DRAIN_S = 0.5  # after the media stops, packets in flight arrive before the last snapshot
+# after the media stops, the last snapshot waits until nothing more arrives (bounded)
+DRAIN_QUIET_S = 0.3
+DRAIN_MAX_S = 5.0
 
 
 def route_source_ip(url: str) -> tuple[str, bool]:
@@ -131,6 +133,19 @@ class Run:
             except Exception:
                 log.exception("progress sample failed")
 
+    async def _drain(self, gen: LoadGenerator) -> None:
+        """Wait until no media packet arrived for DRAIN_QUIET_S (at most DRAIN_MAX_S)."""
+        deadline = time.monotonic() + DRAIN_MAX_S
+        last, quiet_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            snap = gen.snapshot()
+            got = sum(s["packets"] for t in snap["transports"] for s in t["rx"])
+            if got != last:
+                last, quiet_since = got, time.monotonic()
+            elif time.monotonic() - quiet_since >= DRAIN_QUIET_S:
+                return
+            await asyncio.sleep(0.1)
+
     def _settled(self, gen: LoadGenerator) -> bool:
         """Every connected subscriber has all tracks, and a packet on every enabled one."""
         snap = gen.snapshot()
@@ -176,13 +191,15 @@ class Run:
                 await asyncio.sleep(0.2)
             settle_s = time.monotonic() - joined_at
             self.phase = "measuring"
+            gen.mark_window(True)
             before = gen.snapshot(histograms=True)
             cpu0, own0, t_start = (self.cpu.seconds() if self.cpu else None), own_cpu_seconds(), time.monotonic()
             await asyncio.sleep(sc.duration)
             cpu1, own1, t_end = (self.cpu.seconds() if self.cpu else None), own_cpu_seconds(), time.monotonic()
             gen.set_sending(False)
+            gen.mark_window(False)
             self.phase = "draining"
-            await asyncio.sleep(DRAIN_S)
+            await self._drain(gen)
             after = gen.snapshot(histograms=True)
             window = {
                 "seconds": t_end - t_start,

@@ -4,7 +4,8 @@
   (value, count) pairs; `merge_histograms` / `subtract_histograms` for the measurement
   window (snapshots are cumulative);
 - `window_streams`: each received stream's numbers between two snapshots: packets, bytes,
-  sequence-number loss, jitter, latency histogram, packets per publisher SSRC;
+  sequence-number loss, jitter, latency histogram, and per publisher SSRC the packets that it
+  sent inside the window (the load generator matches them by their tags);
 - `loss_ratio` from expected/received.
 """
 
@@ -73,7 +74,6 @@ def window_streams(before: dict, after: dict) -> dict[tuple[int, int], dict]:
     for t in after.get("transports", []):
         for s in t["rx"]:
             b = base.get(_rx_key(t, s), {})
-            sources_before = dict(b.get("sources", []))
             out[_rx_key(t, s)] = {
                 "transport": t["id"],
                 "ssrc": s["ssrc"],
@@ -85,15 +85,15 @@ def window_streams(before: dict, after: dict) -> dict[tuple[int, int], dict]:
                 "jitter_us": s["jitter_us"],
                 "first_unix_us": s["first_unix_us"],
                 "latency": subtract_histograms(s.get("latency", []), b.get("latency", [])),
-                "sources": {ssrc: n - sources_before.get(ssrc, 0) for ssrc, n in s.get("sources", [])},
+                # packets per publisher SSRC that were sent inside the window (exact, from the tags)
+                "sources": {src[0]: src[2] for src in s.get("sources", [])},
             }
     return out
 
 
-def sent_in_window(before: dict, after: dict) -> dict[int, int]:
+def sent_in_window(after: dict) -> dict[int, int]:
     """Packets each publisher SSRC sent inside the window."""
-    base = {s["ssrc"]: s["packets"] for t in before.get("transports", []) for s in t["tx"]}
-    return {s["ssrc"]: s["packets"] - base.get(s["ssrc"], 0) for t in after.get("transports", []) for s in t["tx"]}
+    return {s["ssrc"]: s["window_packets"] for t in after.get("transports", []) for s in t["tx"]}
 
 
 def summary(values: list[float], digits: int = 2) -> dict:

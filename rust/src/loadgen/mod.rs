@@ -104,6 +104,7 @@ fn snapshot_to_py<'py>(py: Python<'py>, s: Snapshot) -> PyResult<Bound<'py, PyDi
             sd.set_item("payload_bytes", s.payload_bytes)?;
             sd.set_item("frames", s.frames)?;
             sd.set_item("keyframes", s.keyframes)?;
+            sd.set_item("window_packets", s.window_packets)?;
             tx.append(sd)?;
         }
         td.set_item("tx", tx)?;
@@ -275,6 +276,14 @@ impl LoadGen {
     /// Pause (false) or resume (true) all media sending (ICE and RTCP go on).
     fn set_sending(&self, sending: bool) -> PyResult<()> {
         self.send(Command::SetSending { sending })
+    }
+
+    /// Open (true) or close (false) the measurement window: each received stream then also
+    /// counts, per publisher SSRC, the packets that were sent inside it (`sources` entries are
+    /// (ssrc, received, received of those sent in the window)); each sent stream reports
+    /// `window_packets`.
+    fn mark_window(&self, open: bool) -> PyResult<()> {
+        self.send(Command::MarkWindow { open })
     }
 
     fn remove_transport(&self, transport: u32) -> PyResult<()> {

@@ -52,6 +52,9 @@ pub enum Command {
     AddStream { id: u32, stream: Box<SendStream>, cname: String },
     RequestKeyframe { id: u32, ssrc: u32 },
     SetSending { sending: bool },
+    /// Open (true) or close the measurement window: packets sent by each stream in between
+    /// are matched exactly by their tags on the receiving side.
+    MarkWindow { open: bool },
     RemoveTransport { id: u32 },
     Snapshot { reply: Sender<Snapshot>, histograms: bool },
     Shutdown,
@@ -73,8 +76,9 @@ pub struct RxReport {
     pub untagged: u64,
     pub latency: Vec<(u64, u32)>,
     pub latency_count: u64,
-    /// Packets per publisher SSRC (from the payload tags).
-    pub sources: Vec<(u32, u64)>,
+    /// Per publisher SSRC (from the payload tags): packets received in all, and of those
+    /// the ones the publisher sent inside the measurement window.
+    pub sources: Vec<(u32, u64, u64)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -86,6 +90,8 @@ pub struct TxReport {
     pub payload_bytes: u64,
     pub frames: u64,
     pub keyframes: u64,
+    /// Packets sent inside the measurement window (so far, if it is still open).
+    pub window_packets: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -125,7 +131,7 @@ struct RxStream {
     first_unix_us: u64,
     last_unix_us: u64,
     untagged: u64,
-    sources: Vec<(u32, u64)>,
+    sources: Vec<(u32, u64, u64)>,
 }
 
 struct Transport {
@@ -167,6 +173,8 @@ pub struct Worker {
     events: Arc<LgEvents>,
     pending: Vec<LgEvent>,
     transports: HashMap<u32, Transport>,
+    /// The measurement window per sending SSRC: tag indexes [start, end).
+    window: HashMap<u32, (u32, u32)>,
     /// (due µs, transport, stream index)
     heap: BinaryHeap<Reverse<(u64, u32, u16)>>,
     recv: RecvBatch,
@@ -205,6 +213,7 @@ impl Worker {
             events,
             pending: Vec::new(),
             transports: HashMap::new(),
+            window: HashMap::new(),
             heap: BinaryHeap::new(),
             recv: RecvBatch::new(),
             buf: vec![0u8; MAX_DATAGRAM + 128],
@@ -379,6 +388,25 @@ impl Worker {
                             t.scheduled = false;
                         }
                         self.schedule(id);
+                    }
+                }
+            }
+            Command::MarkWindow { open } => {
+                for t in self.transports.values_mut() {
+                    for s in &t.streams {
+                        let at = s.packets as u32;
+                        if open {
+                            self.window.insert(s.ssrc, (at, u32::MAX));
+                        } else if let Some(w) = self.window.get_mut(&s.ssrc) {
+                            w.1 = at;
+                        }
+                    }
+                    if open {
+                        for r in t.rx.values_mut() {
+                            for src in r.sources.iter_mut() {
+                                src.2 = 0;
+                            }
+                        }
                     }
                 }
             }
@@ -592,10 +620,13 @@ impl Worker {
         match read_tag(h.payload()) {
             Some(tag) => {
                 stream.latency.record(now.saturating_sub(tag.sent_unix_us));
+                let inside = u64::from(
+                    self.window.get(&tag.source_ssrc).is_some_and(|&(from, to)| from <= tag.index && tag.index < to));
                 if let Some(s) = stream.sources.iter_mut().find(|s| s.0 == tag.source_ssrc) {
                     s.1 += 1;
+                    s.2 += inside;
                 } else if stream.sources.len() < 16 {
-                    stream.sources.push((tag.source_ssrc, 1));
+                    stream.sources.push((tag.source_ssrc, 1, inside));
                 }
             }
             None => stream.untagged += 1,
@@ -630,6 +661,9 @@ impl Worker {
                     payload_bytes: s.payload_bytes,
                     frames: s.frames,
                     keyframes: s.keyframes,
+                    window_packets: self.window.get(&s.ssrc).map_or(0, |&(from, to)| {
+                        u64::from((s.packets as u32).min(to).wrapping_sub(from))
+                    }),
                 }).collect(),
                 rx: t.rx.iter().map(|(&ssrc, r)| RxReport {
                     ssrc,
