@@ -43,7 +43,7 @@ kernel has no sch_netem (nor the gact action). Instead a clsact classic-BPF filt
 rand`` against a threshold) picks packets and its ``mirred`` action redirects them into a
 veth pair inside the same namespace that leads nowhere (``tyblk0``/``tyblk1``), where they
 die; `dropped_by_loss` counts them. Delay (`set_delay`) needs netem and raises
-`ImpairmentUnsupported` without it.
+`ImpairmentUnsupported` without it. A rate limit (`set_rate`) is a ``tbf`` root qdisc.
 
 Routed labs (`RoutedLab`, for a cluster: several server-side hosts, each with an address of
 its own)::
@@ -508,6 +508,28 @@ class NetLab:
             raise ImpairmentUnsupported("this kernel has no sch_netem (CONFIG_NET_SCH_NETEM); no delay emulation")
         for dev in self._targets(ns):
             _tc(ns, "qdisc", "replace", "dev", dev, "root", "netem", "delay", f"{ms}ms")
+
+    def set_rate(self, ns: str, kbit: float, *, link: str | None = None) -> None:
+        """Limit what leaves `ns` on its lab link(s) (or only `link`, e.g. the server's
+        ``to-c1``: that client's downlink) to `kbit` kbit/s with a token bucket (``tc tbf``;
+        a queue of about 100 ms, beyond which packets are dropped). 0 removes the limit.
+        Uses the root qdisc, like `set_delay` (one or the other); deleting the namespaces
+        in `close` removes it too."""
+        if kbit < 0:
+            raise ValueError(kbit)
+        devs = self._targets(ns)
+        if link is not None:
+            if link not in devs:
+                raise KeyError(f"{link} is not a lab link of {ns}")
+            devs = [link]
+        for dev in devs:
+            _tc(ns, "qdisc", "del", "dev", dev, "root", check=False)
+        if kbit == 0:
+            return
+        burst = max(4000, int(kbit * 1000 / 8 * 0.02))  # bytes: 20 ms at the rate, at least a few packets
+        for dev in devs:
+            _tc(ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{int(kbit)}kbit",
+                "burst", str(burst), "latency", "100ms")
 
     def clear_impairment(self, ns: str) -> None:
         """Remove loss and delay from the lab link(s) of `ns`."""
