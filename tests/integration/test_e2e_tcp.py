@@ -6,14 +6,19 @@ A BPF filter on a client's link drops every IPv4 UDP packet (100 %, both directi
 `NetLab.set_loss(..., udp_only=True)`), so ICE over UDP cannot succeed for it, while its
 signaling WebSocket (TCP) and the server's ICE-TCP port (``rtc.tcp_port``) stay reachable.
 libwebrtc pairs its active TCP candidate with the server's ``tcptype passive`` one; the test
-checks that media arrives, that the filter really dropped UDP, and that the client's TCP
-connection to the ICE-TCP port is established in the server's namespace (``ss``).
+checks that media arrives (a 440 Hz tone; 720p simulcast video decoded with its pattern), that
+the filter really dropped UDP, and that the client's TCP connection to the ICE-TCP port is
+established in the server's namespace (``ss``). The control: without ICE-TCP (``rtc.tcp_port:
+0``) the same client never connects.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from integration.test_e2e_media import PUB_FPS, PUB_HEIGHT, PUB_WIDTH, picture, summary
 from support.lab_server import HTTP_PORT
 from support.sdk_agent import CONNECT_TIMEOUT, reports
 
@@ -73,3 +78,25 @@ async def test_e2e_without_ice_tcp_a_client_without_udp_gets_no_media(lab, lab_s
     assert lab.dropped_by_loss(lab.client_ns[0]) > 0
     assert ice_tcp_peers(lab) == set()
     assert a.first("connected") is None and a.first("connect_timeout") is not None, reports(a)
+
+
+async def test_e2e_simulcast_video_over_ice_tcp(lab, lab_server, agents):
+    """1280x720 VP8 simulcast from a publisher without UDP to a subscriber without UDP: the
+    subscriber decodes the pattern (frame numbers and colour bars read back) over ICE-TCP."""
+    for index in (0, 1):
+        lab.set_loss(lab.client_ns[index], 100, udp_only=True)
+    room = "e2e-tcp-video"
+    a = agents(0, "alice", room, "publish-video", duration=20, width=PUB_WIDTH, height=PUB_HEIGHT, fps=PUB_FPS)
+    b = agents(1, "bob", room, "subscribe-video", duration=20)
+    await a.wait_event("video_published", timeout=CONNECT_TIMEOUT + 5)
+    await b.wait_event(lambda e: e.get("event") == "track_subscribed" and e.get("kind") == "video",
+                       timeout=CONNECT_TIMEOUT + 5)
+    try:
+        shown = await b.wait_event(picture(min_frames=10), timeout=15)
+    except AssertionError as exc:
+        raise AssertionError(f"bob: {summary(b)}\n{reports(a, b)}") from exc
+    await asyncio.sleep(4)
+    later = [e for e in b.events("video_stats") if e["wall"] > shown["wall"]]
+    assert len(later) >= 3 and all(e["decoded"] >= 5 and e["bar_error"] is not None for e in later), summary(b)
+    print(f"over ICE-TCP, bob: {summary(b)}")
+    assert {lab.client_ip(0), lab.client_ip(1)} <= ice_tcp_peers(lab)
