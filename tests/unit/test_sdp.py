@@ -168,6 +168,12 @@ def test_parse_candidates() -> None:
 
     host = Candidate.host("10.77.0.1", 7882)
     assert host.priority == 2130706431 and Candidate.parse(str(host)) == host
+    # ICE-TCP (RFC 6544): passive, below every UDP host candidate, and round-trips
+    tcp = Candidate.host("10.77.0.1", 7881, transport="tcp")
+    assert tcp.value().endswith(f" 1 tcp {tcp.priority} 10.77.0.1 7881 typ host tcptype passive")
+    assert tcp.priority == (126 << 24) | ((4 << 13) + 8191) << 8 | 255
+    assert tcp.priority < Candidate.host("10.77.0.2", 7882, index=9).priority < host.priority
+    assert Candidate.parse(str(tcp)) == tcp and tcp.foundation != host.foundation
 
 
 def test_parse_simulcast_rid_and_unknown_lines() -> None:
