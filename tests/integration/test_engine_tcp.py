@@ -22,6 +22,7 @@ from integration.test_engine import (
     binding_request,
     connect_client,
     ice_check,
+    open_peer,
     rtp,
 )
 from trackyard.engine import MediaEngine
@@ -249,3 +250,25 @@ async def test_a_subscriber_that_does_not_read_is_bounded_and_counted(engine):
         peer.transport.close()
         await dtls.stop()
         await srv.stop()
+
+
+async def test_removing_the_transport_closes_its_connection_and_udp_can_take_over(engine):
+    handler = Handler()
+    t = engine.add_transport("moving", SERVER_PWD, handler)
+    tcp = await TcpPeer.connect(engine.tcp_address)
+    await ice_check(engine, tcp, "moving")
+    # the client's TCP connection breaks: a check over UDP binds the transport there
+    tcp.transport.close()
+    await asyncio.sleep(0.1)
+    udp = await open_peer()
+    response = await ice_check(engine, udp, "moving")
+    assert response.attributes["XOR-MAPPED-ADDRESS"] == udp.addr
+    await asyncio.sleep(0.05)
+    assert handler.bound == [tcp.addr, udp.addr]
+    # a removed transport takes its connections with it
+    other = await TcpPeer.connect(engine.tcp_address)
+    await ice_check(engine, other, "moving")
+    engine.remove_transport(t)
+    assert await wait_closed(other, 1.0)
+    assert engine.stats()["tcp_closed"] == 2
+    udp.transport.close()
