@@ -235,9 +235,9 @@ impl Node {
         if self.send.tcp.listener.is_some() && entries.next().is_some_and(|r| *r != 0) {
             self.accept_tcp(now);
         }
-        let ready: Vec<(u32, i16)> = self.send.tcp.polled.iter().zip(entries)
-            .filter(|(_, r)| **r != 0).map(|(id, r)| (*id, *r)).collect();
-        for (id, r) in ready {
+        // taken out while connections are served (and put back: its allocation is reused)
+        let polled = std::mem::take(&mut self.send.tcp.polled);
+        for (&id, &r) in polled.iter().zip(entries).filter(|(_, r)| **r != 0) {
             if r & libc::POLLOUT != 0 {
                 let tcp = &mut self.send.tcp;
                 if let Some(c) = tcp.conns.get_mut(&id) {
@@ -251,6 +251,7 @@ impl Node {
                 self.read_tcp(id, now);
             }
         }
+        self.send.tcp.polled = polled;
         if now >= self.send.tcp.next_sweep {
             self.send.tcp.next_sweep = now + SWEEP_US;
             let tcp = &self.send.tcp;
