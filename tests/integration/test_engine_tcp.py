@@ -272,3 +272,12 @@ async def test_removing_the_transport_closes_its_connection_and_udp_can_take_ove
     assert await wait_closed(other, 1.0)
     assert engine.stats()["tcp_closed"] == 2
     udp.transport.close()
+
+
+async def test_a_connection_that_never_authenticates_times_out(engine):
+    """PENDING_TIMEOUT_US (10 s) without a valid binding request closes a connection."""
+    idle = await TcpPeer.connect(engine.tcp_address)
+    assert not await wait_closed(idle, 8.0), "still open before the timeout"
+    assert await wait_closed(idle, 4.0), "closed after the timeout"
+    stats = engine.stats()
+    assert (stats["tcp_timeouts"], stats["tcp_closed"], stats["tcp_garbage"]) == (1, 1, 0)
