@@ -70,6 +70,7 @@ def test_small_scenario_numbers_are_consistent(cli_run):
     # (~1.7 Mbit/s) plus audio
     assert 1200 < r["subscriber_kbps"]["p50"] < 2600, r["subscriber_kbps"]
     assert r["totals"]["egress_packets"] == audio["packets_received"] + video["packets_received"]
+    assert r["totals"]["other_packets"] == 0
     server = r["server"]
     assert server["pids"] and server["cpu_seconds"] > 0 and server["cpu_us_per_egress_packet"] > 0
     assert r["scenario"]["rooms"] == ROOMS and "api_secret" not in r["scenario"]

@@ -146,6 +146,9 @@ def build(sc: Scenario, participants: list[Participant], before: dict, after: di
             "forwarded_other_layer": fw["other"],
         }
 
+    # packets on payload types the offer did not name (e.g. bandwidth probing) are egress work
+    # too, but no media: counted apart
+    other = [s for s in rx.values() if s["kind"] not in KINDS]
     egress = sum(s["packets"] for s in rx.values())
     egress_bytes = sum(s["bytes"] for s in rx.values())
     n_subs = len(per_sub)
@@ -185,6 +188,7 @@ def build(sc: Scenario, participants: list[Participant], before: dict, after: di
             "ingress_packets": sum(sent.values()),
             "ingress_pps": round(sum(sent.values()) / seconds, 1),
             "loss_pct": round(100 * stats.loss_ratio(all_expected, all_received), 4),
+            "other_packets": sum(s["packets"] for s in other),
         },
         "run_totals": {  # whole run, warm-up included: to check against the server's own counters
             "publisher_rtp_packets": sum(s["packets"] for t in after.get("transports", []) for s in t["tx"]),

@@ -113,7 +113,7 @@ fn snapshot_to_py<'py>(py: Python<'py>, s: Snapshot) -> PyResult<Bound<'py, PyDi
             let rd = PyDict::new(py);
             rd.set_item("ssrc", r.ssrc)?;
             rd.set_item("payload_type", r.payload_type)?;
-            rd.set_item("kind", if r.video { "video" } else { "audio" })?;
+            rd.set_item("kind", r.kind)?;
             rd.set_item("packets", r.packets)?;
             rd.set_item("bytes", r.bytes)?;
             rd.set_item("expected", r.expected)?;

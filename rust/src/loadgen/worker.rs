@@ -65,7 +65,8 @@ pub enum Command {
 pub struct RxReport {
     pub ssrc: u32,
     pub payload_type: u8,
-    pub video: bool,
+    /// "audio", "video", or "other" (a payload type the offer did not name, e.g. probing).
+    pub kind: &'static str,
     pub packets: u64,
     pub bytes: u64,
     pub expected: u64,
@@ -125,7 +126,7 @@ pub struct Snapshot {
 
 struct RxStream {
     payload_type: u8,
-    video: bool,
+    kind: &'static str,
     stats: ReceiverStats,
     latency: Histogram,
     first_unix_us: u64,
@@ -603,10 +604,11 @@ impl Worker {
         }
         let pt = h.payload_type();
         let stream = t.rx.entry(h.ssrc()).or_insert_with(|| {
-            let (clock, video) = t.clocks.iter().find(|c| c.0 == pt).map_or((90_000, true), |c| (c.1, c.2));
+            let (clock, kind) = t.clocks.iter().find(|c| c.0 == pt)
+                .map_or((90_000, "other"), |c| (c.1, if c.2 { "video" } else { "audio" }));
             RxStream {
                 payload_type: pt,
-                video,
+                kind,
                 stats: ReceiverStats::new(clock),
                 latency: Histogram::default(),
                 first_unix_us: now,
@@ -668,7 +670,7 @@ impl Worker {
                 rx: t.rx.iter().map(|(&ssrc, r)| RxReport {
                     ssrc,
                     payload_type: r.payload_type,
-                    video: r.video,
+                    kind: r.kind,
                     packets: r.stats.received(),
                     bytes: r.stats.bytes(),
                     expected: r.stats.expected(),
