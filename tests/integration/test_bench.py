@@ -74,6 +74,7 @@ def test_small_scenario_numbers_are_consistent(cli_run):
     server = r["server"]
     assert server["pids"] and server["cpu_seconds"] > 0 and server["cpu_us_per_egress_packet"] > 0
     assert r["scenario"]["rooms"] == ROOMS and "api_secret" not in r["scenario"]
+    assert r["loadgen"]["event_loop_lag_ms"]["count"] > 30
     assert [e["t"] for e in r["series"]] == sorted(e["t"] for e in r["series"]) and r["series"]
 
 

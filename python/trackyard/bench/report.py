@@ -54,6 +54,10 @@ def markdown(r: dict) -> str:
             f"| server CPU µs per subscriber-second | {_v(s['cpu_us_per_subscriber_second'])} |",
         ]
     lines.append(f"| load generator CPU | {r['loadgen']['cpu_pct_of_one_core']} % of one core |")
+    lag = r["loadgen"].get("event_loop_lag_ms")
+    if lag and lag.get("count"):
+        lines.append(f"| bench event-loop lag ms p50 / p99 / max (in the join timings too) | "
+                     f"{lag['p50']} / {lag['p99']} / {lag['max']} |")
     if j["failure_reasons"]:
         lines += ["", "Join failures: " + "; ".join(f"{k} (×{v})" for k, v in j["failure_reasons"].items())]
     return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ import aiohttp
 from trackyard.engine import LoadGenerator
 from trackyard.media.dtls import node_certificate
 
-from . import results
+from . import results, stats
 from .cpu import ServerCpu, own_cpu_seconds, pids_by_name
 from .media_plan import video_layers
 from .participant import Participant, Publisher, RunContext, Subscriber
@@ -94,6 +94,7 @@ class Run:
         except OSError as exc:
             raise ScenarioError(f"cannot read the CPU time of server PIDs {pids}: {exc}") from exc
         self.series: list[dict] = []
+        self.loop_lag_ms: list[float] = []
         self.participants: list[Participant] = []
         self.phase = "joining"
         self._t0 = 0.0
@@ -123,6 +124,14 @@ class Run:
         self.progress(f"[{entry['t']:7.1f}s {self.phase:>9}] pubs {entry['publishers']} subs {entry['subscribers']}"
                       f" failed {entry['failed']} | rx {entry['rx_pps']:.0f} pkt/s tx {entry['tx_pps']:.0f} pkt/s"
                       f" loss {entry['loss_pct']:.2f}%{cpu_text}")
+
+    async def _lag_probe(self) -> None:
+        """How late this event loop runs a 100 ms timer: the bench's own delay, which also
+        lands in the join timings it measures (reported so they can be judged)."""
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(0.1)
+            self.loop_lag_ms.append(round((time.monotonic() - start - 0.1) * 1000, 3))
 
     async def _sampler(self, gen: LoadGenerator) -> None:
         last: dict = {}
@@ -175,6 +184,7 @@ class Run:
         self.participants = build_participants(sc, ctx)
         self._t0 = time.monotonic()
         sampler = asyncio.get_running_loop().create_task(self._sampler(gen))
+        lag = asyncio.get_running_loop().create_task(self._lag_probe())
         cpu_start_own = own_cpu_seconds()
         try:
             tasks = []
@@ -210,9 +220,12 @@ class Run:
             }
         finally:
             sampler.cancel()
+            lag.cancel()
             self.phase = "leaving"
             await asyncio.gather(*(p.close() for p in self.participants), return_exceptions=True)
             await http.close()
             gen.close()
-        return results.build(sc, self.participants, before, after, window, self.series,
-                             loadgen_cpu_total=own_cpu_seconds() - cpu_start_own)
+        result = results.build(sc, self.participants, before, after, window, self.series,
+                               loadgen_cpu_total=own_cpu_seconds() - cpu_start_own)
+        result["loadgen"]["event_loop_lag_ms"] = stats.summary(self.loop_lag_ms, 1)
+        return result
