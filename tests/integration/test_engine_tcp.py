@@ -57,6 +57,7 @@ class TcpPeer(Peer):
         reader, writer = await asyncio.open_connection(*address)
         peer = cls()
         peer.transport = FramedTransport(writer)
+        peer.reader = reader
         peer.closed = asyncio.Event()
         peer.reading = asyncio.ensure_future(peer._read(reader))
         return peer
@@ -245,6 +246,17 @@ async def test_a_subscriber_that_does_not_read_is_bounded_and_counted(engine):
     assert stats["forwarded"] == 2 * count
     assert stats["tcp_dropped"] > 0
     assert received >= count * 0.95, f"UDP subscriber got {received}/{count}"
+
+    # the subscriber reads again: the backlog drains and new media reaches it
+    stuck_peer.reading = asyncio.ensure_future(stuck_peer._read(stuck_peer.reader))
+    for i in range(count, count + 20):
+        pub.transport.sendto(pub_dtls._tx_srtp.protect(rtp(i, 960 * i, 0xA1, b"resumed")), engine.local_address)
+        await asyncio.sleep(0.01)
+    payloads = set()
+    while b"resumed" not in payloads:
+        data = await asyncio.wait_for(stuck.media.get(), 5)
+        if not 200 <= data[1] <= 206:
+            payloads.add(stuck_dtls._rx_srtp.unprotect(data)[12:])
     for peer, dtls, srv in ((pub, pub_dtls, pub_srv), (udp, udp_dtls, udp_srv), (stuck, stuck_dtls, stuck_srv)):
         peer.pump.cancel()
         peer.transport.close()

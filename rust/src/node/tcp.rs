@@ -75,8 +75,10 @@ struct Conn {
     transport: Option<u32>,
     accepted_us: u64,
     rejects: u8,
-    /// In `TcpConns::dirty` (has unwritten bytes).
+    /// In `TcpConns::dirty` (has unwritten bytes to try).
     dirty: bool,
+    /// The last write would have blocked: no more tries until poll says writable.
+    blocked: bool,
     /// A read or write failed or the peer closed: to be closed by the node.
     broken: bool,
 }
@@ -139,7 +141,7 @@ impl TcpConns {
         let Some(c) = self.conns.get_mut(&id) else { return false };
         if c.writer.push(packet) {
             self.counters.frames_sent += 1;
-            if !c.dirty {
+            if !c.dirty && !c.blocked {
                 c.dirty = true;
                 self.dirty.push(id);
             }
@@ -158,12 +160,15 @@ impl TcpConns {
                 match c.stream.write(c.writer.unwritten()) {
                     Ok(0) => c.broken = true,
                     Ok(n) => c.writer.consume(n),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        c.blocked = true;
+                        break;
+                    }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(_) => c.broken = true,
                 }
             }
-            c.dirty = c.writer.pending() > 0 && !c.broken;
+            c.dirty = c.writer.pending() > 0 && !c.broken && !c.blocked;
             c.dirty
         });
     }
@@ -241,6 +246,7 @@ impl Node {
             if r & libc::POLLOUT != 0 {
                 let tcp = &mut self.send.tcp;
                 if let Some(c) = tcp.conns.get_mut(&id) {
+                    c.blocked = false;
                     if !c.dirty && c.writer.pending() > 0 {
                         c.dirty = true;
                         tcp.dirty.push(id);
@@ -309,6 +315,7 @@ impl Node {
                 accepted_us: now,
                 rejects: 0,
                 dirty: false,
+                blocked: false,
                 broken: false,
             });
             tcp.pending += 1;
