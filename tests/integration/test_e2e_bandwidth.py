@@ -1,8 +1,9 @@
 """Subscriber bandwidth adaptation end to end, with the real `livekit` Python SDK.
 
 Lab as in test_e2e_media.py: A publishes 1280x720 VP8 simulcast (q 320x180, h 640x360,
-f 1280x720); B subscribes over the v0 subscriber connection (the server's offer: REMB with
-abs-send-time, no transport-cc) and asks for HIGH. Then B's downlink (the server's side of
+f 1280x720); B subscribes, over the v0 subscriber connection (the server's offer: REMB with
+abs-send-time, no transport-cc) or the v1 single connection (forwarded packets carry no
+transport-wide numbers, so the receiver sends REMB), and asks for HIGH. Then B's downlink (the server's side of
 its veth, ``to-c1``) is limited with a token bucket below the top layer's rate and above the
 lowest one's: B's REMB estimate falls and the server caps B's layer, so B's decoded frames
 become a lower layer's size; once the limit is lifted, probing brings the top layer back.
@@ -69,12 +70,13 @@ async def wait_or_fail(agent: SdkAgent, match, timeout: float, what: str, *other
                              f"{reports(agent, *others)}") from exc
 
 
+@pytest.mark.parametrize("v0", [True, False], ids=["v0", "v1"])
 @pytest.mark.parametrize("lab", [2], indirect=True)
-async def test_e2e_subscriber_downlink_limit_lowers_then_restores_the_layer(lab, lab_server, agents):
+async def test_e2e_subscriber_downlink_limit_lowers_then_restores_the_layer(lab, lab_server, agents, v0):
     room = "e2e-bandwidth"
     a = agents(0, "alice", room, "publish-video", duration=LONG, width=PUB_WIDTH, height=PUB_HEIGHT, fps=PUB_FPS)
     await a.wait_event("video_published", timeout=JOIN)
-    b = agents(1, "bob", room, "subscribe-video", duration=LONG, v0=True, quality="high", quality_after=1.0)
+    b = agents(1, "bob", room, "subscribe-video", duration=LONG, v0=v0, quality="high", quality_after=1.0)
     await b.wait_event(lambda e: e.get("event") == "track_subscribed" and e.get("kind") == "video", timeout=JOIN)
     await b.wait_event("video_quality_set", timeout=10)
     start = time.time()
@@ -82,7 +84,7 @@ async def test_e2e_subscriber_downlink_limit_lowers_then_restores_the_layer(lab,
     # the subscriber connection carries REMB, and the server reads it
     deadline = time.monotonic() + 15
     while metric(scrape(lab, lab_server), "trackyard_remb_received_total") == 0:
-        assert time.monotonic() < deadline, "no REMB from the v0 subscriber within 15 s"
+        assert time.monotonic() < deadline, "no REMB from the subscriber within 15 s"
         await asyncio.sleep(1.0)
 
     # B's downlink below the top layer, above the lowest one

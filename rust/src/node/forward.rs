@@ -17,7 +17,7 @@ use trackyard_core::sequencer::SentPacket;
 
 pub(super) use trackyard_core::downtrack::Rewrite;
 
-use super::state::{Kind, Transport};
+use super::state::{ExtIds, Kind, Transport};
 use super::Node;
 use crate::events::Event;
 use crate::stats::Stats;
@@ -30,7 +30,12 @@ pub(super) fn write_rtp(send: &mut Egress, socket: &UdpSocket, sub: &mut Transpo
                         rw: &Rewrite<'_>, now: u64) -> Option<usize> {
     let (Some(addr), Some(tx)) = (sub.addr, sub.tx.as_mut()) else { return None };
     let slot = send.slot(socket);
-    let len = rewrite_rtp(slot, src, rw, &sub.ext, &mut sub.twcc_out, now)?;
+    // No transport-wide sequence numbers on what we forward: there is no send-side
+    // estimation to use the feedback, and packets without them make libwebrtc receivers
+    // estimate on their own and send REMB, which the bandwidth allocator uses (on the v1
+    // single connection transport-cc is negotiated for the client's publishing).
+    let to = ExtIds { twcc: 0, ..sub.ext };
+    let len = rewrite_rtp(slot, src, rw, &to, &mut sub.twcc_out, now)?;
     let n = tx.protect_rtp(slot, len).ok()?;
     send.push(n, &addr);
     Some(n)
