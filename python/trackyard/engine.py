@@ -371,3 +371,7 @@ class LoadGenerator:
 
     def snapshot(self, *, histograms: bool = False) -> dict:
         return self._gen.snapshot(histograms)
+
+    def totals(self) -> dict:
+        """Run-wide sums (sent_packets, rx_packets, rx_expected), cheaper than a snapshot."""
+        return self._gen.totals()

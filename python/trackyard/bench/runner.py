@@ -100,10 +100,9 @@ class Run:
         self._t0 = 0.0
 
     def _sample(self, gen: LoadGenerator, last: dict) -> None:
-        snap = gen.snapshot()
+        totals = gen.totals()
         now = time.monotonic()
-        rx = sum(s["packets"] for t in snap["transports"] for s in t["rx"])
-        expected = sum(s["expected"] for t in snap["transports"] for s in t["rx"])
+        rx, expected = totals["rx_packets"], totals["rx_expected"]
         cpu = self.cpu.seconds() if self.cpu else None
         dt = max(1e-6, now - last.get("t", now - 1))
         d_rx, d_exp = rx - last.get("rx", 0), expected - last.get("expected", 0)
@@ -114,11 +113,11 @@ class Run:
             "subscribers": sum(1 for p in self.participants if isinstance(p, Subscriber) and p.timings.connected),
             "failed": sum(1 for p in self.participants if p.error),
             "rx_pps": round(d_rx / dt, 1),
-            "tx_pps": round((snap["sent_packets"] - last.get("sent", 0)) / dt, 1),
+            "tx_pps": round((totals["sent_packets"] - last.get("sent", 0)) / dt, 1),
             "loss_pct": round(100.0 * max(0, d_exp - d_rx) / d_exp, 3) if d_exp > 0 else 0.0,
             "server_cpu_pct": round(100.0 * (cpu - last["cpu"]) / dt, 1) if cpu is not None and "cpu" in last else None,
         }
-        last.update(t=now, rx=rx, expected=expected, sent=snap["sent_packets"], cpu=cpu)
+        last.update(t=now, rx=rx, expected=expected, sent=totals["sent_packets"], cpu=cpu)
         self.series.append(entry)
         cpu_text = f" server cpu {entry['server_cpu_pct']}%" if entry["server_cpu_pct"] is not None else ""
         self.progress(f"[{entry['t']:7.1f}s {self.phase:>9}] pubs {entry['publishers']} subs {entry['subscribers']}"
@@ -147,8 +146,7 @@ class Run:
         deadline = time.monotonic() + DRAIN_MAX_S
         last, quiet_since = -1, time.monotonic()
         while time.monotonic() < deadline:
-            snap = gen.snapshot()
-            got = sum(s["packets"] for t in snap["transports"] for s in t["rx"])
+            got = gen.totals()["rx_packets"]
             if got != last:
                 last, quiet_since = got, time.monotonic()
             elif time.monotonic() - quiet_since >= DRAIN_QUIET_S:

@@ -302,6 +302,20 @@ impl LoadGen {
         snapshot_to_py(py, snap)
     }
 
+    /// Run-wide sums: {sent_packets, rx_packets, rx_expected} (cheap; for progress lines).
+    fn totals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (tx, rx) = channel();
+        self.send(Command::Totals { reply: tx })?;
+        let t = py
+            .detach(move || rx.recv_timeout(Duration::from_secs(10)))
+            .map_err(|_| PyRuntimeError::new_err("load generator did not answer"))?;
+        let d = PyDict::new(py);
+        d.set_item("sent_packets", t.sent_packets)?;
+        d.set_item("rx_packets", t.rx_packets)?;
+        d.set_item("rx_expected", t.rx_expected)?;
+        Ok(d)
+    }
+
     /// Stop the worker and close every socket (idempotent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let _ = self.send(Command::Shutdown);

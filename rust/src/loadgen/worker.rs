@@ -57,6 +57,8 @@ pub enum Command {
     MarkWindow { open: bool },
     RemoveTransport { id: u32 },
     Snapshot { reply: Sender<Snapshot>, histograms: bool },
+    /// Run-wide sums only (cheap, for the per-second progress line).
+    Totals { reply: Sender<Totals> },
     Shutdown,
 }
 
@@ -109,6 +111,15 @@ pub struct TransportReport {
     pub rtcp_sent: u64,
     pub tx: Vec<TxReport>,
     pub rx: Vec<RxReport>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    /// Datagrams sent (media, RTCP, STUN, DTLS).
+    pub sent_packets: u64,
+    /// RTP packets received on all streams, and expected from their sequence numbers.
+    pub rx_packets: u64,
+    pub rx_expected: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -420,6 +431,14 @@ impl Worker {
             }
             Command::Snapshot { reply, histograms } => {
                 let _ = reply.send(self.snapshot(histograms));
+            }
+            Command::Totals { reply } => {
+                let mut totals = Totals { sent_packets: self.sent_packets, ..Totals::default() };
+                for r in self.transports.values().flat_map(|t| t.rx.values()) {
+                    totals.rx_packets += r.stats.received();
+                    totals.rx_expected += r.stats.expected();
+                }
+                let _ = reply.send(totals);
             }
             Command::Shutdown => {}
         }
