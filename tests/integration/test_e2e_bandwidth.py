@@ -14,12 +14,11 @@ Bounds are for correctness only (generous); the times measured are printed (``-s
 from __future__ import annotations
 
 import asyncio
-import re
-import sys
 import time
 
 import pytest
 
+from support.lab_metrics import metric, scrape
 from support.sdk_agent import SdkAgent, reports
 from integration.test_e2e_media import JOIN, PUB_FPS, PUB_HEIGHT, PUB_WIDTH, TOP, picture, stop_all, summary
 
@@ -36,24 +35,6 @@ def lower_layer(*, after: float):
         return (e.get("event") == "video_stats" and e["wall"] > after and e["decoded"] >= 3
                 and len(e["sizes"]) == 1 and e["width"] * e["height"] < TOP[0] * TOP[1])
     return match
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a Prometheus exposition (0 if absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
-        if m and (not want or all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items())):
-            total += float(m.group(2))
-    return total
-
-
-def scrape(lab, lab_server) -> str:
-    code = f"import urllib.request; print(urllib.request.urlopen('{lab_server.local_url}/metrics', timeout=5).read().decode())"
-    proc = lab.exec(lab.server_ns, [sys.executable, "-c", code], timeout=15)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 def target_rates(publisher: SdkAgent) -> dict[str, int]:

@@ -19,6 +19,7 @@ import asyncio
 import pytest
 
 from integration.test_e2e_media import PUB_FPS, PUB_HEIGHT, PUB_WIDTH, picture, summary
+from support.lab_metrics import metric, scrape
 from support.lab_server import HTTP_PORT
 from support.sdk_agent import CONNECT_TIMEOUT, reports
 
@@ -100,3 +101,7 @@ async def test_e2e_simulcast_video_over_ice_tcp(lab, lab_server, agents):
     assert len(later) >= 3 and all(e["decoded"] >= 5 and e["bar_error"] is not None for e in later), summary(b)
     print(f"over ICE-TCP, bob: {summary(b)}")
     assert {lab.client_ip(0), lab.client_ip(1)} <= ice_tcp_peers(lab)
+    # and /metrics shows it
+    text = scrape(lab, lab_server)
+    assert metric(text, "trackyard_tcp_connections_total", event="accepted") >= 2, text
+    assert metric(text, "trackyard_tcp_frames_total", outcome="sent") > 100, text

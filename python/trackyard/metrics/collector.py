@@ -47,6 +47,12 @@ ENGINE_COUNTERS = {
     "remb_received": ("REMB bandwidth estimates from subscribers.", "", {"": "remb_received"}),
     "bwe_layer_caps": ("Subscriber layer caps changed for bandwidth: down (estimate fell), up (room), probe.",
                        "change", {"down": "bwe_downgrades", "up": "bwe_upgrades", "probe": "bwe_probes"}),
+    "tcp_connections": ("ICE-TCP connections by outcome: accepted, closed, rejected (too many), garbage "
+                        "(closed for bad input), timeout (no valid binding request in time).", "event",
+                        {"accepted": "tcp_accepted", "closed": "tcp_closed", "rejected": "tcp_rejected",
+                         "garbage": "tcp_garbage", "timeout": "tcp_timeouts"}),
+    "tcp_frames": ("Packets on ICE-TCP connections: sent = queued as frames, dropped = write buffer full or "
+                   "connection gone.", "outcome", {"sent": "tcp_frames_sent", "dropped": "tcp_dropped"}),
     "media_errors": ("Media packets dropped, by cause.", "kind",
                      {"srtp": "srtp_failures", "malformed": "malformed", "unknown_source": "unknown_source",
                       "send": "send_failures", "events_dropped": "events_dropped", "panic": "panics"}),
