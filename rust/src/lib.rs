@@ -10,14 +10,14 @@ mod events;
 mod loadgen;
 mod node;
 mod stats;
+mod worker;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::mpsc::channel;
+use std::sync::Arc;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use trackyard_core::codec::Codec;
@@ -28,6 +28,7 @@ use trackyard_net as udp;
 use events::{Event, EventQueue, Notifier, StatValue};
 use node::{Command, ExtIds, Kind, Node};
 use stats::Stats;
+use worker::WorkerHandle;
 
 /// The engine crate's version, as built.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -50,22 +51,17 @@ fn debug_build() -> bool {
 /// The media engine of one node: one UDP port, one worker thread.
 #[pyclass(module = "trackyard._engine")]
 struct Engine {
-    commands: Mutex<Sender<Command>>,
-    wake: Arc<Notifier>,
+    worker: WorkerHandle<Command>,
     events: Arc<EventQueue>,
     stats: Arc<Stats>,
     local_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
     next_id: AtomicU32,
-    worker: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Engine {
     fn send(&self, cmd: Command) -> PyResult<()> {
-        let sender = self.commands.lock().map_err(|_| PyRuntimeError::new_err("engine lock poisoned"))?;
-        sender.send(cmd).map_err(|_| PyRuntimeError::new_err("engine is stopped"))?;
-        self.wake.notify();
-        Ok(())
+        self.worker.send(cmd)
     }
 
     fn new_id(&self) -> u32 {
@@ -169,20 +165,8 @@ impl Engine {
         let stats = Arc::new(Stats::default());
         let (tx, rx) = channel();
         let mut node = Node::new(socket, rx, wake.clone(), events.clone(), stats.clone(), gso, listener);
-        let worker = std::thread::Builder::new()
-            .name("trackyard-media".into())
-            .spawn(move || node.run())
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
-        Ok(Engine {
-            commands: Mutex::new(tx),
-            wake,
-            events,
-            stats,
-            local_addr,
-            tcp_addr,
-            next_id: AtomicU32::new(1),
-            worker: Mutex::new(Some(worker)),
-        })
+        let worker = WorkerHandle::spawn("engine", "trackyard-media", tx, wake, || Command::Shutdown, move || node.run())?;
+        Ok(Engine { worker, events, stats, local_addr, tcp_addr, next_id: AtomicU32::new(1) })
     }
 
     /// The bound (ip, port).
@@ -351,24 +335,7 @@ impl Engine {
 
     /// Stop the worker and close the port (idempotent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let _ = self.send(Command::Shutdown);
-        let handle = self.worker.lock().ok().and_then(|mut w| w.take());
-        if let Some(handle) = handle {
-            py.detach(|| handle.join()).map_err(|_| PyRuntimeError::new_err("media worker panicked"))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Ok(sender) = self.commands.lock() {
-            let _ = sender.send(Command::Shutdown);
-        }
-        self.wake.notify();
-        if let Some(handle) = self.worker.lock().ok().and_then(|mut w| w.take()) {
-            let _ = handle.join();
-        }
+        self.worker.stop(py)
     }
 }
 

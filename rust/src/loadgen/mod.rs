@@ -15,9 +15,8 @@ mod worker;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::mpsc::channel;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -26,6 +25,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use trackyard_core::srtp::SrtpProfile;
 
 use crate::events::{EventQueue, Notifier};
+use crate::worker::WorkerHandle;
 use synth::{Extensions, SendStream, StreamKind};
 use worker::{Command, Snapshot, Worker};
 
@@ -43,19 +43,14 @@ pub const MAX_TRANSPORTS: u32 = 20_000;
 
 #[pyclass(module = "trackyard._engine")]
 pub struct LoadGen {
-    commands: Mutex<Sender<Command>>,
-    wake: Arc<Notifier>,
+    worker: WorkerHandle<Command>,
     events: Arc<LgEvents>,
     next_id: AtomicU32,
-    worker: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl LoadGen {
     fn send(&self, cmd: Command) -> PyResult<()> {
-        let sender = self.commands.lock().map_err(|_| PyRuntimeError::new_err("load generator lock poisoned"))?;
-        sender.send(cmd).map_err(|_| PyRuntimeError::new_err("load generator is stopped"))?;
-        self.wake.notify();
-        Ok(())
+        self.worker.send(cmd)
     }
 }
 
@@ -142,11 +137,9 @@ impl LoadGen {
         let events = Arc::new(LgEvents::new(262_144).map_err(|e| PyOSError::new_err(e.to_string()))?);
         let (tx, rx) = channel();
         let mut worker = Worker::new(rx, wake.clone(), events.clone()).map_err(|e| PyOSError::new_err(e.to_string()))?;
-        let handle = std::thread::Builder::new()
-            .name("trackyard-loadgen".into())
-            .spawn(move || worker.run())
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
-        Ok(LoadGen { commands: Mutex::new(tx), wake, events, next_id: AtomicU32::new(1), worker: Mutex::new(Some(handle)) })
+        let worker = WorkerHandle::spawn("load generator", "trackyard-loadgen", tx, wake, || Command::Shutdown,
+                                         move || worker.run())?;
+        Ok(LoadGen { worker, events, next_id: AtomicU32::new(1) })
     }
 
     /// The file descriptor that becomes readable when events are waiting.
@@ -318,23 +311,6 @@ impl LoadGen {
 
     /// Stop the worker and close every socket (idempotent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let _ = self.send(Command::Shutdown);
-        let handle = self.worker.lock().ok().and_then(|mut w| w.take());
-        if let Some(handle) = handle {
-            py.detach(|| handle.join()).map_err(|_| PyRuntimeError::new_err("load generator worker panicked"))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for LoadGen {
-    fn drop(&mut self) {
-        if let Ok(sender) = self.commands.lock() {
-            let _ = sender.send(Command::Shutdown);
-        }
-        self.wake.notify();
-        if let Some(handle) = self.worker.lock().ok().and_then(|mut w| w.take()) {
-            let _ = handle.join();
-        }
+        self.worker.stop(py)
     }
 }
