@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from trackyard.cluster.store import EtcdStore, EtcdUnavailable, Entry, LeaseNotFound
 from trackyard.cluster.view import PrefixView, wait_until
 from trackyard.cpu import CpuSampler
+from trackyard.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -154,10 +155,7 @@ class NodeRegistry:
     async def stop(self, *, revoke: bool = True) -> None:
         """Stop refreshing; with ``revoke`` remove the node (and its rooms) from etcd now."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if revoke and self.lease_id:
             with contextlib.suppress(EtcdUnavailable):
                 await self.store.revoke(self.lease_id)
@@ -396,10 +394,7 @@ class DrainRequestWatch:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self._view.stop()
 
     async def _run(self) -> None:

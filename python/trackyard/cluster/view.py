@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from trackyard.cluster.store import EtcdStore, EtcdUnavailable, Entry, Event, WatchLost
+from trackyard.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,7 @@ class PrefixView:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         backoff = 0.1

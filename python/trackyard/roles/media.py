@@ -52,6 +52,7 @@ from trackyard.rooms.admin import RoomAdmin
 from trackyard.rooms.room import Room
 from trackyard.rpc.server import start_grpc_server
 from trackyard.signal.host import SignalHost
+from trackyard.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +218,7 @@ class MediaRole:
     async def _cancel_requested_drain(self) -> None:
         task, self._requested_drain = self._requested_drain, None
         if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _undrain(self) -> None:
         """The drain request was taken back: serve again (new rooms, ``serving`` in etcd).
@@ -326,6 +325,4 @@ class MediaRole:
         if self.server is not None:
             await self.server.stop(grace=2.0)
         for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)

@@ -20,7 +20,6 @@ resume through any control node.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import grpc
@@ -39,6 +38,7 @@ from trackyard.rpc.codec import decode_start
 from trackyard.signal.admission import Refused
 from trackyard.signal.connection import SignalConnection
 from trackyard.signal.host import SignalHost
+from trackyard.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,7 @@ class RelayServicer(relay_pb2_grpc.SignalRelayServicer):
                 await context.write(pb.RelayResponse(signal_response=frame))
             await context.write(pb.RelayResponse(closed=pb.Closed()))
         finally:
-            uplink.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await uplink
+            await cancel_and_wait(uplink)
 
     @staticmethod
     async def _uplink(context: grpc.aio.ServicerContext, link: SignalConnection) -> None:

@@ -18,6 +18,7 @@
 //! | [`forwarder`] | simulcast layer activity, selection and switching; keyframe request pacing | — |
 //! | [`downtrack`] | one subscriber's step: layer verdict, continuous numbering, header rewrite | RFC 8285 |
 //! | [`sequencer`] | per-down-track map from output numbers to source packets (retransmissions) | — |
+//! | [`prng`] | xorshift64* for SSRCs and initial numbers (not secrets) | — |
 //! | [`reports`] | RTCP SR/RR state: jitter, loss, LSR/DLSR, round-trip time | RFC 3550 §6.4, A.3, A.8 |
 //! | [`congestion`] | transport-wide congestion control feedback from arrivals | transport-cc draft |
 //! | [`allocator`] | subscriber bandwidth: simulcast layer caps from receive-side estimates (REMB) | REMB draft |
@@ -36,6 +37,7 @@ pub mod forwarder;
 pub mod framing;
 pub mod munger;
 pub mod nack;
+pub mod prng;
 pub mod reports;
 pub mod rtcp;
 pub mod rtp;

@@ -250,12 +250,7 @@ impl Worker {
     }
 
     fn random(&mut self) -> u32 {
-        let mut x = self.seed;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.seed = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+        trackyard_core::prng::next_u32(&mut self.seed)
     }
 
     pub fn run(&mut self) {

@@ -152,12 +152,7 @@ impl Node {
 
     /// A pseudo-random 32-bit value (SSRCs, initial sequence numbers), xorshift64*.
     fn random(&mut self) -> u32 {
-        let mut x = self.seed;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.seed = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+        trackyard_core::prng::next_u32(&mut self.seed)
     }
 
     /// Runs `f`, catching a panic: the input is dropped and counted, the node goes on. When
