@@ -13,6 +13,8 @@
 //!   epoch, for end-to-end latency across processes on one host), the sending stream's SSRC
 //!   (a subscriber can tell which simulcast layer the SFU forwarded) and its packet index.
 
+use trackyard_core::downtrack::abs_send_time;
+
 /// Largest payload chunk of a video packet (a 1200-byte-class datagram after headers and SRTP).
 pub const MAX_CHUNK: usize = 1100;
 /// Bytes of the tag at the end of every payload.
@@ -67,11 +69,6 @@ pub struct SendStream {
     last_keyframe_us: Option<u64>,
     /// RTP timestamp and wall-clock time of the last frame (for sender reports).
     last_frame: Option<(u32, u64)>,
-}
-
-/// The abs-send-time value (6.18 fixed point seconds, 24 bits) of a time in µs.
-pub fn abs_send_time(us: u64) -> u32 {
-    (((u128::from(us) << 18) / 1_000_000) as u32) & 0x00FF_FFFF
 }
 
 impl SendStream {
