@@ -164,7 +164,8 @@ impl Engine {
         let events = Arc::new(EventQueue::new(65_536).map_err(|e| PyOSError::new_err(e.to_string()))?);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = channel();
-        let mut node = Node::new(socket, rx, wake.clone(), events.clone(), stats.clone(), gso, listener);
+        let mut node = Node::new(socket, rx, wake.clone(), events.clone(), stats.clone(), gso, listener)
+            .map_err(|e| PyOSError::new_err(format!("cannot start the send thread: {e}")))?;
         let worker = WorkerHandle::spawn("engine", "trackyard-media", tx, wake, || Command::Shutdown, move || node.run())?;
         Ok(Engine { worker, events, stats, local_addr, tcp_addr, next_id: AtomicU32::new(1) })
     }

@@ -8,6 +8,10 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// Datagrams up to this size are received whole (larger ones are truncated and dropped).
 pub const MAX_DATAGRAM: usize = 1500;
@@ -231,13 +235,28 @@ impl SendQueue {
     /// A slot to write the next datagram into; commit it with `push`.
     /// Flushes first when the queue is full.
     pub fn slot(&mut self, socket: &UdpSocket) -> &mut [u8] {
-        if self.queued == SEND_QUEUE {
+        if self.is_full() {
             self.flush(socket);
         }
+        self.next_slot()
+    }
+
+    /// Whether the queue holds `SEND_QUEUE` datagrams (it must be flushed before the next).
+    pub fn is_full(&self) -> bool {
+        self.queued == SEND_QUEUE
+    }
+
+    /// The next slot of a queue that is not full.
+    fn next_slot(&mut self) -> &mut [u8] {
         if self.queued == self.bufs.len() {
             self.bufs.push(Box::new([0u8; SLOT]));
         }
         &mut self.bufs[self.queued][..]
+    }
+
+    /// Whether datagrams are queued.
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0
     }
 
     /// The slot `slot` handed out last, not yet committed (callers that send it elsewhere
@@ -393,6 +412,123 @@ impl SendQueue {
     }
 }
 
+/// What a [`SendPipeline`]'s thread handed to the kernel, summed over its queues.
+#[derive(Default)]
+pub struct SendTotals {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub syscalls: AtomicU64,
+    pub messages: AtomicU64,
+    pub gso_messages: AtomicU64,
+}
+
+impl SendTotals {
+    /// Moves a flushed queue's counters into the totals.
+    fn take_from(&self, q: &mut SendQueue) {
+        for (total, n) in [(&self.sent, &mut q.sent), (&self.failed, &mut q.failed), (&self.syscalls, &mut q.syscalls),
+                           (&self.messages, &mut q.messages), (&self.gso_messages, &mut q.gso_messages)] {
+            total.fetch_add(std::mem::take(n), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Queues in a pipeline: the one being filled, plus ones the send thread works on.
+const PIPELINE_QUEUES: usize = 3;
+
+/// A send queue whose flushes run on a thread of their own: the caller (the media worker)
+/// fills one queue while that thread hands the previous ones to the kernel, which is about
+/// half of an egress packet's cost (docs/benchmarks.md) — so a node's fan-out uses two cores.
+/// One thread sends the queues in the order they were filled, so each destination's order
+/// is kept. At most [`PIPELINE_QUEUES`] queues exist: a caller that gets ahead of the kernel
+/// waits at `flush` for one to come back (back-pressure, bounded memory).
+pub struct SendPipeline {
+    current: SendQueue,
+    full: Option<SyncSender<SendQueue>>,
+    empty: Receiver<SendQueue>,
+    totals: Arc<SendTotals>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SendPipeline {
+    /// Sends on (a duplicate of) `socket` from a thread named `trackyard-send`.
+    pub fn new(socket: &UdpSocket, gso: bool) -> io::Result<Self> {
+        let socket = socket.try_clone()?;
+        let (full_tx, full_rx) = sync_channel::<SendQueue>(PIPELINE_QUEUES);
+        let (empty_tx, empty_rx) = channel::<SendQueue>();
+        for _ in 1..PIPELINE_QUEUES {
+            let _ = empty_tx.send(SendQueue::new(gso));
+        }
+        let totals = Arc::new(SendTotals::default());
+        let thread_totals = totals.clone();
+        let thread = std::thread::Builder::new().name("trackyard-send".into()).spawn(move || {
+            while let Ok(mut q) = full_rx.recv() {
+                q.flush(&socket);
+                thread_totals.take_from(&mut q);
+                if empty_tx.send(q).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(SendPipeline { current: SendQueue::new(gso), full: Some(full_tx), empty: empty_rx, totals, thread: Some(thread) })
+    }
+
+    /// A slot to write the next datagram into; commit it with `push`.
+    pub fn slot(&mut self) -> &mut [u8] {
+        if self.current.is_full() {
+            self.flush();
+        }
+        self.current.next_slot()
+    }
+
+    /// The slot `slot` handed out last, not yet committed.
+    pub fn current_slot(&self) -> &[u8] {
+        self.current.current_slot()
+    }
+
+    pub fn push(&mut self, len: usize, dest: &SocketAddr) {
+        self.current.push(len, dest);
+    }
+
+    /// Copy `data` into the queue for `dest`.
+    pub fn send_copy(&mut self, data: &[u8], dest: &SocketAddr) {
+        if data.len() > SLOT {
+            self.totals.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let slot = self.slot();
+        slot[..data.len()].copy_from_slice(data);
+        self.push(data.len(), dest);
+    }
+
+    /// Hand what is queued to the send thread (waiting for an empty queue if all are busy).
+    pub fn flush(&mut self) {
+        if self.current.is_empty() {
+            return;
+        }
+        // the thread never stops while `full` is open, so a queue always comes back
+        let Ok(next) = self.empty.recv() else { return };
+        let filled = std::mem::replace(&mut self.current, next);
+        if let Some(full) = &self.full {
+            let _ = full.send(filled);
+        }
+    }
+
+    /// What has been sent so far (datagrams the thread handed to the kernel).
+    pub fn totals(&self) -> &SendTotals {
+        &self.totals
+    }
+}
+
+impl Drop for SendPipeline {
+    fn drop(&mut self) {
+        self.flush();
+        drop(self.full.take()); // the thread sends what it has, then ends
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,5 +602,54 @@ mod tests {
         let got = drain(&rx, 1100);
         assert!(got.iter().enumerate().all(|(i, d)| d[..] == (i as u32).to_be_bytes()));
         assert_eq!(q.syscalls, 2);
+    }
+
+    /// Several flushes through the pipeline: every receiver gets its datagrams whole and in
+    /// order, and the totals count them once they are sent.
+    #[test]
+    fn pipeline_keeps_order_across_flushes() {
+        let sender = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let rx: Vec<UdpSocket> = (0..3).map(|_| receiver()).collect();
+        let addrs: Vec<SocketAddr> = rx.iter().map(|s| s.local_addr().unwrap()).collect();
+        let mut p = SendPipeline::new(&sender, true).unwrap();
+        let mut expected: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 3];
+        for round in 0..20u8 {
+            for (d, addr) in addrs.iter().enumerate() {
+                let data: Vec<u8> = vec![round ^ d as u8; 200 + d * 100];
+                p.send_copy(&data, addr);
+                expected[d].push(data);
+            }
+            if round % 3 == 0 {
+                p.flush();
+            }
+        }
+        drop(p); // flushes the rest and waits for the thread
+        for (d, s) in rx.iter().enumerate() {
+            assert_eq!(drain(s, 20), expected[d], "receiver {d}");
+        }
+    }
+
+    #[test]
+    fn pipeline_totals_count_what_was_sent() {
+        let sender = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let rx = receiver();
+        let addr = rx.local_addr().unwrap();
+        let mut p = SendPipeline::new(&sender, false).unwrap();
+        for i in 0..50u32 {
+            p.send_copy(&i.to_be_bytes(), &addr);
+        }
+        p.flush();
+        assert_eq!(drain(&rx, 50).len(), 50);
+        // the thread adds a queue's counts right after its send call returns
+        let totals = p.totals();
+        for _ in 0..200 {
+            if totals.sent.load(Ordering::Relaxed) == 50 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!((totals.sent.load(Ordering::Relaxed), totals.failed.load(Ordering::Relaxed)), (50, 0));
+        p.send_copy(&[0u8; SLOT + 1], &addr);
+        assert_eq!(p.totals().failed.load(Ordering::Relaxed), 1, "an oversize datagram is refused and counted");
     }
 }

@@ -40,7 +40,7 @@ impl Node {
                     if data.len() <= MAX_DATAGRAM + 64 {
                         crate::stats::Stats::add(&self.stats.tx_bytes, data.len() as u64);
                     }
-                    self.send.send_copy(&self.socket, &data, &addr);
+                    self.send.send_copy(&data, &addr);
                 }
             }
             Command::SetSrtp { id, profile, local, remote } => {

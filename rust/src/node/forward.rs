@@ -9,8 +9,6 @@
 //! to padding), a fresh transport-wide sequence number and our abs-send-time when the
 //! subscriber negotiated them. The same writer serves retransmissions (see `rtcp`).
 
-use std::net::UdpSocket;
-
 use trackyard_core::downtrack::{rewrite_rtp, select, Selected};
 use trackyard_core::rtp::{unwrap_rtx, RtpHeader};
 use trackyard_core::sequencer::SentPacket;
@@ -26,10 +24,10 @@ use super::tcp::Egress;
 /// Writes the source packet `src`, rewritten for a subscriber, into the send queue and
 /// protects it with the subscriber's keys. Returns the datagram size, or None when the
 /// subscriber is not ready (no address or keys) or the packet cannot be protected.
-pub(super) fn write_rtp(send: &mut Egress, socket: &UdpSocket, sub: &mut Transport, src: &[u8],
+pub(super) fn write_rtp(send: &mut Egress, sub: &mut Transport, src: &[u8],
                         rw: &Rewrite<'_>, now: u64) -> Option<usize> {
     let (Some(addr), Some(tx)) = (sub.addr, sub.tx.as_mut()) else { return None };
-    let slot = send.slot(socket);
+    let slot = send.slot();
     // No transport-wide sequence numbers on what we forward: there is no send-side
     // estimation to use the feedback, and packets without them make libwebrtc receivers
     // estimate on their own and send REMB, which the bandwidth allocator uses (on the v1
@@ -60,7 +58,7 @@ impl Node {
             self.report_new_stream(transport, len);
             return;
         };
-        let Node { tracks, transports, send, socket, stats, scratch, epoch, .. } = self;
+        let Node { tracks, transports, send, stats, scratch, epoch, .. } = self;
         let Some(track) = tracks.get_mut(&route.track) else { return };
         let Some(si) = track.sources.iter().position(|s| s.layer == route.layer) else { return };
         let mut len = len;
@@ -127,7 +125,7 @@ impl Node {
             }
             let rw = Rewrite { ssrc: dt.ssrc, payload_type: dt.payload_type, seq: out_seq, timestamp: out_ts,
                                from_ext: &from_ext };
-            match write_rtp(send, socket, sub, packet, &rw, now) {
+            match write_rtp(send, sub, packet, &rw, now) {
                 Some(n) => {
                     dt.seqr.record(out_seq, SentPacket { src_ssrc: ssrc, src_seq: seq, timestamp: out_ts }, now);
                     dt.tx.on_packet(out_ts, payload_len, n, now);

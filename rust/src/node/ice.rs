@@ -60,7 +60,7 @@ impl Node {
             t.nominated = true;
         }
         let txid = msg.transaction_id;
-        let slot = self.send.slot(&self.socket);
+        let slot = self.send.slot();
         if let Ok(n) = stun::write_binding_success(slot, &txid, mapped, &t.pwd) {
             self.send.push(n, &from);
             Stats::add(&self.stats.tx_bytes, n as u64);

@@ -1,4 +1,5 @@
-//! The media node's worker: one thread that owns the UDP socket and the forwarding graph.
+//! The media node's worker: one thread that owns the UDP socket and the forwarding graph (its
+//! datagrams are handed to the kernel by a send thread, see `trackyard_net::SendPipeline`).
 //!
 //! Per datagram (demultiplexed by first byte, RFC 7983):
 //! - STUN (0–3): ICE-lite binding requests (see `ice`).
@@ -116,13 +117,14 @@ pub struct Node {
 
 impl Node {
     pub fn new(socket: UdpSocket, commands: Receiver<Command>, wake: Arc<Notifier>, events: Arc<EventQueue>,
-               stats: Arc<Stats>, gso: bool, tcp: Option<TcpListener>) -> Self {
+               stats: Arc<Stats>, gso: bool, tcp: Option<TcpListener>) -> std::io::Result<Self> {
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9E37_79B9, |d| d.as_nanos() as u64) | 1;
-        Node {
+        let send = Egress::new(&socket, gso, tcp)?;
+        Ok(Node {
             socket,
             recv: RecvBatch::new(),
-            send: Egress::new(gso, tcp),
+            send,
             pollfds: Vec::with_capacity(8),
             tcp_revents: Vec::with_capacity(8),
             commands,
@@ -143,7 +145,7 @@ impl Node {
             seq_scratch: Vec::with_capacity(1024),
             timers: Timers::default(),
             seed,
-        }
+        })
     }
 
     fn now_us(&self) -> u64 {
@@ -204,7 +206,7 @@ impl Node {
                         for i in 0..n {
                             self.guarded(|node| node.handle_datagram(i, now));
                         }
-                        self.send.flush(&self.socket);
+                        self.send.flush();
                     }
                 }
             }
@@ -212,11 +214,11 @@ impl Node {
             self.service_tcp(&tcp_events, now);
             self.tcp_revents = tcp_events;
             self.guarded(|node| node.on_timers(now));
-            self.send.flush(&self.socket);
+            self.send.flush();
             self.close_broken_tcp();
             self.flush_events();
         }
-        self.send.flush(&self.socket);
+        self.send.flush();
         self.flush_events();
     }
 
@@ -226,11 +228,11 @@ impl Node {
             Stats::add(&self.stats.events_dropped, dropped as u64);
         }
         use std::sync::atomic::Ordering;
-        let udp = &self.send.udp;
-        self.stats.tx_packets.store(udp.sent, Ordering::Relaxed);
-        self.stats.send_failures.store(udp.failed, Ordering::Relaxed);
-        self.stats.send_syscalls.store(udp.syscalls, Ordering::Relaxed);
-        self.stats.gso_messages.store(udp.gso_messages, Ordering::Relaxed);
+        let udp = self.send.udp.totals();
+        for (stat, total) in [(&self.stats.tx_packets, &udp.sent), (&self.stats.send_failures, &udp.failed),
+                              (&self.stats.send_syscalls, &udp.syscalls), (&self.stats.gso_messages, &udp.gso_messages)] {
+            stat.store(total.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         let tcp = &self.send.tcp.counters;
         self.stats.tcp_frames_sent.store(tcp.frames_sent, Ordering::Relaxed);
         self.stats.tcp_dropped.store(tcp.dropped, Ordering::Relaxed);

@@ -14,8 +14,6 @@
 //!
 //! A malformed sub-packet ends the walk and is counted.
 
-use std::net::UdpSocket;
-
 use trackyard_core::rtcp::{parse_compound, Nack, ReportBlock, RtcpError, RtcpPacket};
 
 use super::forward::{write_rtp, Rewrite};
@@ -26,10 +24,10 @@ use super::tcp::Egress;
 
 /// Builds an RTCP packet with `build` in the send queue, protects it with the transport's
 /// keys and queues it. False when the transport is not ready or building fails.
-pub(super) fn send_rtcp(send: &mut Egress, socket: &UdpSocket, stats: &Stats, t: &mut Transport,
+pub(super) fn send_rtcp(send: &mut Egress, stats: &Stats, t: &mut Transport,
                         build: impl FnOnce(&mut [u8]) -> Result<usize, RtcpError>) -> bool {
     let (Some(addr), Some(tx)) = (t.addr, t.tx.as_mut()) else { return false };
-    let slot = send.slot(socket);
+    let slot = send.slot();
     let room = slot.len() - 64; // the SRTCP trailer goes after
     let Ok(n) = build(&mut slot[..room]) else { return false };
     match tx.protect_rtcp(slot, n) {
@@ -126,7 +124,7 @@ impl Node {
         Stats::bump(&self.stats.nacks_received);
         let Some(&id) = self.dt_routes.get(&(transport, nack.media_ssrc)) else { return };
         let Some(&track_id) = self.dt_track.get(&id) else { return };
-        let Node { tracks, transports, send, socket, stats, .. } = self;
+        let Node { tracks, transports, send, stats, .. } = self;
         let Some(track) = tracks.get_mut(&track_id) else { return };
         let Some(dt) = track.downtracks.iter_mut().find(|d| d.id == id) else { return };
         for seq in nack.lost() {
@@ -148,7 +146,7 @@ impl Node {
             let Some(sub) = transports.get_mut(&transport) else { return };
             let rw = Rewrite { ssrc: dt.ssrc, payload_type: dt.payload_type, seq, timestamp: sent.timestamp,
                                from_ext: &from_ext };
-            match write_rtp(send, socket, sub, packet, &rw, now) {
+            match write_rtp(send, sub, packet, &rw, now) {
                 Some(n) => {
                     dt.retransmitted += 1;
                     dt.tx.on_resend(n);

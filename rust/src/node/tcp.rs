@@ -28,7 +28,7 @@ use trackyard_core::framing::{FrameReader, FrameWriter};
 use super::state::IdMap;
 use super::Node;
 use crate::stats::Stats;
-use crate::udp::{SendQueue, MAX_DATAGRAM};
+use crate::udp::{SendPipeline, MAX_DATAGRAM};
 
 /// Unauthenticated connections held at once; more are closed at once.
 pub const MAX_PENDING: usize = 64;
@@ -174,21 +174,22 @@ impl TcpConns {
     }
 }
 
-/// The send side of the node: datagrams to UDP peers go through the batched UDP queue,
-/// datagrams to a connection's stand-in address become frames on that connection.
+/// The send side of the node: datagrams to UDP peers go through the batched UDP queues
+/// (sent by their own thread, see `SendPipeline`), datagrams to a connection's stand-in
+/// address become frames on that connection.
 pub struct Egress {
-    pub udp: SendQueue,
+    pub udp: SendPipeline,
     pub tcp: TcpConns,
 }
 
 impl Egress {
-    pub fn new(gso: bool, listener: Option<TcpListener>) -> Self {
-        Egress { udp: SendQueue::new(gso), tcp: TcpConns::new(listener) }
+    pub fn new(socket: &UdpSocket, gso: bool, listener: Option<TcpListener>) -> std::io::Result<Self> {
+        Ok(Egress { udp: SendPipeline::new(socket, gso)?, tcp: TcpConns::new(listener) })
     }
 
     /// A slot to write the next datagram into; commit it with `push`.
-    pub fn slot(&mut self, socket: &UdpSocket) -> &mut [u8] {
-        self.udp.slot(socket)
+    pub fn slot(&mut self) -> &mut [u8] {
+        self.udp.slot()
     }
 
     /// Sends the first `len` bytes of the slot to `dest`.
@@ -207,9 +208,9 @@ impl Egress {
     }
 
     /// Copies `data` out to `dest`.
-    pub fn send_copy(&mut self, socket: &UdpSocket, data: &[u8], dest: &SocketAddr) {
+    pub fn send_copy(&mut self, data: &[u8], dest: &SocketAddr) {
         match conn_of(dest) {
-            None => self.udp.send_copy(socket, data, dest),
+            None => self.udp.send_copy(data, dest),
             Some(id) => {
                 if !self.tcp.push(id, data) {
                     self.tcp.counters.dropped += 1;
@@ -218,8 +219,8 @@ impl Egress {
         }
     }
 
-    pub fn flush(&mut self, socket: &UdpSocket) {
-        self.udp.flush(socket);
+    pub fn flush(&mut self) {
+        self.udp.flush();
         if !self.tcp.dirty.is_empty() {
             self.tcp.write_out();
         }

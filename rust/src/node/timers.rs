@@ -73,7 +73,7 @@ impl Node {
     }
 
     fn send_nacks(&mut self, now: u64) {
-        let Node { tracks, transports, send, socket, stats, seq_scratch, .. } = self;
+        let Node { tracks, transports, send, stats, seq_scratch, .. } = self;
         for track in tracks.values_mut() {
             for src in track.sources.iter_mut() {
                 let Some(tracker) = src.nack.as_mut() else { continue };
@@ -86,7 +86,7 @@ impl Node {
                 tracker.poll(now, rtt, seq_scratch);
                 let sender = t.rtcp_ssrc;
                 for chunk in seq_scratch.chunks(NACK_CHUNK) {
-                    if send_rtcp(send, socket, stats, t, |b| write_nack(b, sender, src.ssrc, chunk)) {
+                    if send_rtcp(send, stats, t, |b| write_nack(b, sender, src.ssrc, chunk)) {
                         src.nacks_sent += 1;
                         Stats::bump(&stats.nacks_sent);
                     }
@@ -98,7 +98,7 @@ impl Node {
     /// PLIs for the layers down-tracks need a keyframe from, at most one per source stream
     /// per interval however many down-tracks ask.
     fn send_keyframe_requests(&mut self, now: u64) {
-        let Node { tracks, transports, send, socket, stats, .. } = self;
+        let Node { tracks, transports, send, stats, .. } = self;
         for track in tracks.values_mut() {
             if track.kind != Kind::Video || track.muted {
                 continue;
@@ -114,7 +114,7 @@ impl Node {
                 }
                 let Some(t) = transports.get_mut(&src.transport) else { continue };
                 let sender = t.rtcp_ssrc;
-                if send_rtcp(send, socket, stats, t, |b| write_pli(b, sender, src.ssrc)) {
+                if send_rtcp(send, stats, t, |b| write_pli(b, sender, src.ssrc)) {
                     Stats::bump(&stats.plis_sent);
                 }
                 dt.fwd.keyframe_requested(layer);
@@ -200,7 +200,7 @@ impl Node {
     /// Transport-wide feedback to publishers that negotiated it: every 100 ms, or early when
     /// a recorder fills up (`only_full`).
     fn send_twcc(&mut self, _now: u64, only_full: bool) {
-        let Node { transports, send, socket, stats, .. } = self;
+        let Node { transports, send, stats, .. } = self;
         for t in transports.values_mut() {
             let Some(mut rec) = t.twcc_in.take() else { continue };
             if !only_full || rec.is_full() {
@@ -210,7 +210,7 @@ impl Node {
                         break;
                     }
                     let mut wrote = false;
-                    let ok = send_rtcp(send, socket, stats, t, |b| match rec.write_feedback(b, sender, media)? {
+                    let ok = send_rtcp(send, stats, t, |b| match rec.write_feedback(b, sender, media)? {
                         Some(n) => {
                             wrote = true;
                             Ok(n)
@@ -233,7 +233,7 @@ impl Node {
     fn send_reports(&mut self, now: u64, phase: u64) {
         let unix_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
         let ntp = ntp_from_unix_us(unix_us);
-        let Node { tracks, transports, send, socket, stats, .. } = self;
+        let Node { tracks, transports, send, stats, .. } = self;
         for track in tracks.values_mut() {
             for src in track.sources.iter_mut() {
                 if u64::from(src.ssrc) % 10 != phase || src.rx.received() == 0 {
@@ -242,7 +242,7 @@ impl Node {
                 let Some(t) = transports.get_mut(&src.transport) else { continue };
                 let block = src.rx.report_block(src.ssrc, now);
                 let sender = t.rtcp_ssrc;
-                if send_rtcp(send, socket, stats, t, |b| write_rr(b, sender, &[block])) {
+                if send_rtcp(send, stats, t, |b| write_rr(b, sender, &[block])) {
                     Stats::bump(&stats.rr_sent);
                 }
             }
@@ -256,7 +256,7 @@ impl Node {
                 }
                 let Some(info) = dt.tx.sender_report(dt.ssrc, now, ntp) else { continue };
                 let cname = &dt.cname;
-                let ok = send_rtcp(send, socket, stats, t, |b| {
+                let ok = send_rtcp(send, stats, t, |b| {
                     let mut n = write_sr(b, &info, &[])?;
                     if !cname.is_empty() {
                         n += write_sdes_cname(&mut b[n..], info.ssrc, cname)?;
