@@ -88,10 +88,10 @@ pub struct Rewrite<'a> {
 /// Copies the plain RTP packet `src` into `out` and rewrites it for a subscriber whose
 /// extension ids are `to`: SSRC, sequence number, timestamp, payload type, extension ids
 /// mapped (mid/rid and anything unknown blanked to padding), a fresh transport-wide sequence
-/// number from `twcc_seq` (advanced) and abs-send-time for `now_us` when the subscriber
-/// negotiated them. Returns the length, or None when `out` is too small or `src` is not RTP.
+/// number from `twcc_seq` (advanced; None: the caller numbers nothing) and abs-send-time for
+/// `now_us` when the subscriber negotiated them. Returns the length, or None when `out` is too small or `src` is not RTP.
 #[inline]
-pub fn rewrite_rtp(out: &mut [u8], src: &[u8], rw: &Rewrite<'_>, to: &ExtIds, twcc_seq: &mut u16,
+pub fn rewrite_rtp(out: &mut [u8], src: &[u8], rw: &Rewrite<'_>, to: &ExtIds, twcc_seq: Option<&mut u16>,
                    now_us: u64) -> Option<usize> {
     let len = src.len();
     out.get_mut(..len)?.copy_from_slice(src);
@@ -102,10 +102,10 @@ pub fn rewrite_rtp(out: &mut [u8], src: &[u8], rw: &Rewrite<'_>, to: &ExtIds, tw
     h.set_payload_type(rw.payload_type);
     if h.has_extension() {
         h.remap_extensions(|id| rw.from_ext.map_to(to, id));
-        if to.twcc != 0 {
+        if let (true, Some(seq)) = (to.twcc != 0, twcc_seq) {
             if let Some(v) = h.extension_mut(to.twcc).filter(|v| v.len() >= 2) {
-                v[..2].copy_from_slice(&twcc_seq.to_be_bytes());
-                *twcc_seq = twcc_seq.wrapping_add(1);
+                v[..2].copy_from_slice(&seq.to_be_bytes());
+                *seq = seq.wrapping_add(1);
             }
         }
         if to.abs_send_time != 0 {
@@ -142,7 +142,7 @@ mod tests {
         let mut out = [0u8; 200];
         let mut twcc = 41u16;
         let rw = Rewrite { ssrc: 0xB0B, payload_type: 96, seq: 7, timestamp: 9000, from_ext: &from };
-        let n = rewrite_rtp(&mut out, &src, &rw, &to, &mut twcc, 1_000_000).unwrap();
+        let n = rewrite_rtp(&mut out, &src, &rw, &to, Some(&mut twcc), 1_000_000).unwrap();
         assert_eq!(n, src.len());
         let h = RtpHeader::parse(&out[..n]).unwrap();
         assert_eq!((h.ssrc(), h.sequence(), h.timestamp(), h.payload_type()), (0xB0B, 7, 9000, 96));
@@ -152,7 +152,11 @@ mod tests {
         assert_eq!(h.payload(), b"payload");
         assert_eq!(twcc, 42);
         // a destination too small is refused, not panicked on
-        assert_eq!(rewrite_rtp(&mut out[..10], &src, &rw, &to, &mut twcc, 0), None);
+        assert_eq!(rewrite_rtp(&mut out[..10], &src, &rw, &to, Some(&mut twcc), 0), None);
+        // without numbering, the transport-wide element is left as the remap made it
+        let n = rewrite_rtp(&mut out, &src, &rw, &to, None, 0).unwrap();
+        assert_eq!(RtpHeader::parse(&out[..n]).unwrap().extension(7).unwrap(), &[9, 9]);
+        assert_eq!(twcc, 42);
     }
 
     #[test]

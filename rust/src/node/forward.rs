@@ -33,7 +33,7 @@ pub(super) fn write_rtp(send: &mut Egress, sub: &mut Transport, src: &[u8],
     // estimate on their own and send REMB, which the bandwidth allocator uses (on the v1
     // single connection transport-cc is negotiated for the client's publishing).
     let to = ExtIds { twcc: 0, ..sub.ext };
-    let len = rewrite_rtp(slot, src, rw, &to, &mut sub.twcc_out, now)?;
+    let len = rewrite_rtp(slot, src, rw, &to, None, now)?;
     let n = tx.protect_rtp(slot, len).ok()?;
     send.push(n, &addr);
     Some(n)

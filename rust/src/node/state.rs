@@ -101,8 +101,6 @@ pub struct Transport {
     pub fault_injected: bool,
     /// Our SSRC in the RTCP we send on this transport (RR, NACK, PLI, TWCC).
     pub rtcp_ssrc: u32,
-    /// Next transport-wide sequence number stamped on packets we send.
-    pub twcc_out: u16,
     /// Arrivals awaiting transport-wide feedback (when the peer negotiated it).
     pub twcc_in: Option<TwccRecorder>,
     /// A media SSRC of this peer, named in its feedback.
@@ -128,7 +126,6 @@ impl Transport {
             reported: Vec::new(),
             fault_injected: false,
             rtcp_ssrc,
-            twcc_out: (rtcp_ssrc >> 3) as u16,
             twcc_in: None,
             twcc_media_ssrc: 0,
             rtt_us: None,

@@ -437,7 +437,7 @@ fn egress_one(sub: &mut Sub, src: Ingress, plain: &[u8], now_us: u64, out: &mut 
         return 0;
     };
     let rw = Rewrite { ssrc: sub.ssrc, payload_type: 96, seq: out_seq, timestamp: out_ts, from_ext: &PUB_EXT };
-    let len = rewrite_rtp(out, plain, &rw, &SUB_EXT, &mut sub.twcc, now_us).expect("valid RTP");
+    let len = rewrite_rtp(out, plain, &rw, &SUB_EXT, Some(&mut sub.twcc), now_us).expect("valid RTP");
     let n = sub.ctx.protect_rtp(out, len).expect("protect");
     sub.seqr.record(
         out_seq,
