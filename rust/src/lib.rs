@@ -138,6 +138,17 @@ fn track_kind(clock_rate: u32, kind: Option<&str>, mime: Option<&str>) -> PyResu
     Ok((kind, codec))
 }
 
+/// The SRTP profile named `name`, checking that `local` and `remote` are its key‖salt.
+fn srtp_profile(name: &str, local: &[u8], remote: &[u8]) -> PyResult<SrtpProfile> {
+    let profile = SrtpProfile::from_name(name)
+        .ok_or_else(|| PyValueError::new_err(format!("unsupported SRTP profile {name}")))?;
+    let want = profile.key_len() + profile.salt_len();
+    if local.len() != want || remote.len() != want {
+        return Err(PyValueError::new_err(format!("{} needs {want}-byte key+salt", profile.name())));
+    }
+    Ok(profile)
+}
+
 #[pymethods]
 impl Engine {
     /// Bind the media UDP port (e.g. "0.0.0.0:7882"; port 0 picks a free one) and start the worker.
@@ -238,12 +249,7 @@ impl Engine {
 
     /// Install SRTP keys (key‖salt for each side) exported from the DTLS session.
     fn set_srtp(&self, transport: u32, profile: &str, local: &[u8], remote: &[u8]) -> PyResult<()> {
-        let profile = SrtpProfile::from_name(profile)
-            .ok_or_else(|| PyValueError::new_err(format!("unsupported SRTP profile {profile}")))?;
-        let want = profile.key_len() + profile.salt_len();
-        if local.len() != want || remote.len() != want {
-            return Err(PyValueError::new_err(format!("{} needs {want}-byte key+salt", profile.name())));
-        }
+        let profile = srtp_profile(profile, local, remote)?;
         self.send(Command::SetSrtp { id: transport, profile, local: local.to_vec(), remote: remote.to_vec() })
     }
 

@@ -15,12 +15,12 @@ import sys
 import time
 
 import aiohttp
-import pytest
 from livekit.protocol import models, rtc
 
 from support.cluster_nodes import TestCluster
 from support.etcd import EtcdServer, etcd_available, unique_prefix
 from support.signal_client import SignalClient
+from support.timing import timing
 from support.tokens import join_token
 
 if not etcd_available():
@@ -28,25 +28,6 @@ if not etcd_available():
 
 WAIT = 15.0
 RECONNECT = rtc.LeaveRequest.Action.RECONNECT
-
-
-def timing(label: str, seconds: float) -> None:
-    print(f"[timing] {label}: {seconds * 1000:.1f} ms")
-
-
-@pytest.fixture(scope="module")
-def etcd():
-    server = EtcdServer().start()
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture
-async def clients():
-    opened: list[SignalClient] = []
-    yield opened
-    for client in opened:
-        await client.close()
 
 
 async def join(node, clients, identity: str, room: str):

@@ -16,8 +16,9 @@ import time
 import pytest
 
 from support.cluster_agent import agent_command
-from support.servers import wait_for
 from support.etcd import EtcdServer, etcd_available, make_tls_files, unique_prefix
+from support.servers import wait_for
+from support.timing import timing
 from trackyard.cluster import (
     DRAINING,
     SERVING,
@@ -46,18 +47,7 @@ TTL = 3  # node lease TTL in these tests (etcd's minimum with default election s
 WAIT = 10.0  # bound for "eventually" waits
 
 
-def timing(label: str, seconds: float) -> None:
-    print(f"[timing] {label}: {seconds * 1000:.0f} ms")
-
-
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def etcd():
-    server = EtcdServer().start()
-    yield server
-    server.cleanup()
 
 
 @pytest.fixture

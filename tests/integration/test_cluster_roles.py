@@ -28,6 +28,7 @@ from support.cluster_nodes import LEASE_TTL, TestCluster
 from support.etcd import EtcdServer, etcd_available, unique_prefix
 from support.servers import API_KEY, API_SECRET, ServerProcess, make_config
 from support.signal_client import SignalClient, encode_join_request
+from support.timing import timing
 from support.tokens import join_token
 from trackyard.rpc.auth import NodeCredentials
 from trackyard.rpc.client import NodeClient
@@ -40,18 +41,7 @@ State = models.ParticipantInfo.State
 WAIT = 15.0
 
 
-def timing(label: str, seconds: float) -> None:
-    print(f"[timing] {label}: {seconds * 1000:.1f} ms")
-
-
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def etcd():
-    server = EtcdServer().start()
-    yield server
-    server.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +66,6 @@ async def ready(cluster, request):
     yield cluster
     if request.session.testsfailed > failed:  # the nodes' logs, past pytest's capture
         print(f"\n{request.node.name} failed; node logs:\n{cluster.logs()}", file=sys.__stderr__)
-
-
-@pytest.fixture
-async def clients():
-    opened: list[SignalClient] = []
-    yield opened
-    for client in opened:
-        await client.close()
 
 
 def controls(cluster):

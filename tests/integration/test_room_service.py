@@ -41,15 +41,6 @@ async def lkapi(server):
         await client.aclose()
 
 
-@pytest.fixture
-async def clients():
-    """Signal clients opened by a test; closed at teardown whatever happened."""
-    opened: list[SignalClient] = []
-    yield opened
-    for client in opened:
-        await client.close()
-
-
 async def join(server, clients, identity: str, room: str = ROOM, **grants) -> tuple[SignalClient, rtc.JoinResponse]:
     client = await SignalClient.connect(server.ws_url, join_token(identity, room, **grants))
     clients.append(client)

@@ -22,7 +22,6 @@ use std::time::Duration;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
-use trackyard_core::srtp::SrtpProfile;
 
 use crate::events::{EventQueue, Notifier};
 use crate::worker::WorkerHandle;
@@ -200,12 +199,7 @@ impl LoadGen {
     /// SRTP keys (key‖salt each side) exported from the DTLS session; media starts once the
     /// ICE pair is selected too.
     fn set_srtp(&self, transport: u32, profile: &str, local: &[u8], remote: &[u8]) -> PyResult<()> {
-        let profile = SrtpProfile::from_name(profile)
-            .ok_or_else(|| PyValueError::new_err(format!("unsupported SRTP profile {profile}")))?;
-        let want = profile.key_len() + profile.salt_len();
-        if local.len() != want || remote.len() != want {
-            return Err(PyValueError::new_err(format!("{} needs {want}-byte key+salt", profile.name())));
-        }
+        let profile = crate::srtp_profile(profile, local, remote)?;
         self.send(Command::SetSrtp { id: transport, profile, local: local.to_vec(), remote: remote.to_vec() })
     }
 
