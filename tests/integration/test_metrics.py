@@ -116,6 +116,11 @@ async def test_metrics_move_when_audio_flows_through_a_node(node):
             before, "trackyard_bytes", "trackyard_bytes_total", direction=direction) + 4_000
     forwarded = value(during, "trackyard_forwarded_packets", "trackyard_forwarded_packets_total")
     assert forwarded > 40
+    # every datagram out left in some send call; a call carries one or more of them
+    calls = value(during, "trackyard_send_syscalls", "trackyard_send_syscalls_total")
+    out = value(during, "trackyard_packets", "trackyard_packets_total", direction="out")
+    assert 0 < calls <= out
+    assert 0 <= value(during, "trackyard_gso_messages", "trackyard_gso_messages_total") <= out / 2
     # every forwarded copy is one observation of the delay histogram (same worker, same moment)
     count = value(during, "trackyard_forward_delay_seconds", "trackyard_forward_delay_seconds_count")
     assert 40 < count <= forwarded + 5

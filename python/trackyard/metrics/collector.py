@@ -53,6 +53,9 @@ ENGINE_COUNTERS = {
                          "garbage": "tcp_garbage", "timeout": "tcp_timeouts"}),
     "tcp_frames": ("Packets on ICE-TCP connections: sent = queued as frames, dropped = write buffer full or "
                    "connection gone.", "outcome", {"sent": "tcp_frames_sent", "dropped": "tcp_dropped"}),
+    "send_syscalls": ("System calls that handed media datagrams to the kernel (sendmmsg; sendto after a refused "
+                      "GSO message). Datagrams out per call shows how well sends are batched.", "", {"": "send_syscalls"}),
+    "gso_messages": ("Sent messages that carried several datagrams to one peer (UDP GSO).", "", {"": "gso_messages"}),
     "media_errors": ("Media packets dropped, by cause.", "kind",
                      {"srtp": "srtp_failures", "malformed": "malformed", "unknown_source": "unknown_source",
                       "send": "send_failures", "events_dropped": "events_dropped", "panic": "panics"}),

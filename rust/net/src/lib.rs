@@ -284,6 +284,31 @@ impl SendQueue {
         self.push(data.len(), dest);
     }
 
+    /// Moves `other`'s datagrams behind this queue's (their slots change owner, nothing is
+    /// copied but lengths and addresses), so one flush sends both and a peer's datagrams of
+    /// both can share a GSO message. Returns false, moving nothing, when they do not fit.
+    pub fn absorb(&mut self, other: &mut SendQueue) -> bool {
+        if self.queued + other.queued > SEND_QUEUE {
+            return false;
+        }
+        for i in 0..other.queued {
+            let j = self.queued;
+            if j == self.bufs.len() {
+                // hand the slot over and leave `other` a fresh one only if it ever needs it
+                self.bufs.push(std::mem::replace(&mut other.bufs[i], Box::new([0u8; SLOT])));
+            } else {
+                std::mem::swap(&mut self.bufs[j], &mut other.bufs[i]);
+            }
+            self.lens[j] = other.lens[i];
+            self.keys[j] = other.keys[i];
+            self.dests[j] = other.dests[i];
+            self.destlens[j] = other.destlens[i];
+            self.queued += 1;
+        }
+        other.queued = 0;
+        true
+    }
+
     fn same_dest(&self, a: usize, b: usize) -> bool {
         let n = self.destlens[a] as usize;
         n == self.destlens[b] as usize && {
@@ -433,7 +458,7 @@ impl SendTotals {
 }
 
 /// Queues in a pipeline: the one being filled, plus ones the send thread works on.
-const PIPELINE_QUEUES: usize = 3;
+const PIPELINE_QUEUES: usize = 4;
 
 /// A send queue whose flushes run on a thread of their own: the caller (the media worker)
 /// fills one queue while that thread hands the previous ones to the kernel, which is about
@@ -462,9 +487,21 @@ impl SendPipeline {
         let thread_totals = totals.clone();
         let thread = std::thread::Builder::new().name("trackyard-send".into()).spawn(move || {
             while let Ok(mut q) = full_rx.recv() {
+                // queues that filled while the last ones were being sent leave together: a
+                // peer's datagrams from several of them can share GSO messages, and nothing
+                // waits longer than it would have waited in line
+                let mut open = true;
+                while let Ok(mut more) = full_rx.try_recv() {
+                    if !q.absorb(&mut more) {
+                        q.flush(&socket);
+                        thread_totals.take_from(&mut q);
+                        std::mem::swap(&mut q, &mut more);
+                    }
+                    open &= empty_tx.send(more).is_ok();
+                }
                 q.flush(&socket);
                 thread_totals.take_from(&mut q);
-                if empty_tx.send(q).is_err() {
+                if !open || empty_tx.send(q).is_err() {
                     break;
                 }
             }
@@ -586,6 +623,42 @@ mod tests {
         let q = interleaved(false);
         assert_eq!((q.gso_messages, q.messages), (0, 30));
         assert_eq!(q.syscalls, 1);
+    }
+
+    /// A queue that absorbs another sends both in one flush, each receiver's datagrams in
+    /// the order they were queued, and a receiver's datagrams from both share GSO messages.
+    /// A queue too full to take the other refuses and keeps both unchanged.
+    #[test]
+    fn absorbed_queues_leave_together_in_order() {
+        let sender = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let rx: Vec<UdpSocket> = (0..2).map(|_| receiver()).collect();
+        let addrs: Vec<SocketAddr> = rx.iter().map(|s| s.local_addr().unwrap()).collect();
+        let (mut a, mut b) = (SendQueue::new(true), SendQueue::new(true));
+        let mut expected: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 2];
+        for (q, first) in [(&mut a, 0u8), (&mut b, 100u8)] {
+            for p in first..first + 5 {
+                for (d, addr) in addrs.iter().enumerate() {
+                    let data = vec![p ^ d as u8; 400];
+                    q.send_copy(&sender, &data, addr);
+                    expected[d].push(data);
+                }
+            }
+        }
+        assert!(a.absorb(&mut b));
+        assert!(b.is_empty());
+        a.flush(&sender);
+        for (d, s) in rx.iter().enumerate() {
+            assert_eq!(drain(s, 10), expected[d], "receiver {d}");
+        }
+        assert_eq!((a.sent, a.messages, a.syscalls), (20, 2, 1), "one message per receiver, one call");
+
+        let mut full = SendQueue::new(false);
+        for _ in 0..SEND_QUEUE {
+            full.send_copy(&sender, &[1], &addrs[0]);
+        }
+        b.send_copy(&sender, &[2], &addrs[1]);
+        assert!(!full.absorb(&mut b));
+        assert_eq!((full.queued, b.queued), (SEND_QUEUE, 1));
     }
 
     /// A queue fuller than one sendmmsg call allows still delivers everything.

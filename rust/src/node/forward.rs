@@ -111,7 +111,9 @@ impl Node {
         }
         let keyframe = track.is_keyframe(h.payload());
         let packet = &scratch[..len];
-        let mut copies = 0u64;
+        // counted here and added to the shared counters once per ingress packet: an atomic
+        // add per copy would fence every copy's stores
+        let (mut copies, mut bytes, mut switches, mut failures) = (0u64, 0u64, 0u64, 0u64);
         for dt in track.downtracks.iter_mut() {
             // a subscriber not connected yet must not use up the keyframe it will need
             let Some(sub) = transports.get_mut(&dt.transport).filter(|t| t.is_ready()) else { continue };
@@ -120,20 +122,23 @@ impl Node {
             else {
                 continue;
             };
-            if switched {
-                Stats::bump(&stats.layer_switches);
-            }
+            switches += u64::from(switched);
             let rw = Rewrite { ssrc: dt.ssrc, payload_type: dt.payload_type, seq: out_seq, timestamp: out_ts,
                                from_ext: &from_ext };
             match write_rtp(send, sub, packet, &rw, now) {
                 Some(n) => {
                     dt.seqr.record(out_seq, SentPacket { src_ssrc: ssrc, src_seq: seq, timestamp: out_ts }, now);
                     dt.tx.on_packet(out_ts, payload_len, n, now);
-                    Stats::bump(&stats.forwarded);
-                    Stats::add(&stats.tx_bytes, n as u64);
+                    bytes += n as u64;
                     copies += 1;
                 }
-                None => Stats::bump(&stats.srtp_failures),
+                None => failures += 1,
+            }
+        }
+        for (counter, n) in [(&stats.forwarded, copies), (&stats.tx_bytes, bytes),
+                             (&stats.layer_switches, switches), (&stats.srtp_failures, failures)] {
+            if n > 0 {
+                Stats::add(counter, n);
             }
         }
         if copies > 0 {
