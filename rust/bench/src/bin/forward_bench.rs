@@ -731,6 +731,7 @@ impl RecvBatch {
 }
 
 struct IoResult {
+    pace: Option<Pace>,
     profile: SrtpProfile,
     gso: bool,
     messages: u64,
@@ -750,6 +751,16 @@ struct IoResult {
     hit_time_limit: bool,
 }
 
+/// Ingress at a preset's pace instead of as fast as the forwarder takes it: `burst` packets
+/// `per_s` times a second for `secs` (section d).
+#[derive(Clone, Copy)]
+struct Pace {
+    label: &'static str,
+    per_s: u32,
+    burst: usize,
+    secs: f64,
+}
+
 fn io_once(
     profile: SrtpProfile,
     gso: bool,
@@ -757,6 +768,7 @@ fn io_once(
     n: usize,
     target_egress: u64,
     max: Duration,
+    pace: Option<Pace>,
 ) -> IoResult {
     let lo = Ipv4Addr::LOCALHOST;
     let fwd_sock = UdpSocket::bind(SocketAddrV4::new(lo, 0)).expect("bind forwarder");
@@ -782,7 +794,10 @@ fn io_once(
         })
         .collect();
     let sink_addrs: Vec<std::net::SocketAddr> = sinks.iter().map(|s| s.local_addr().unwrap()).collect();
-    let ingress_target = target_egress.div_ceil(n as u64).max(50);
+    let ingress_target = match pace {
+        Some(p) => (p.per_s as f64 * p.secs) as u64 * p.burst as u64,
+        None => target_egress.div_ceil(n as u64).max(50),
+    };
     let processed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(Barrier::new(3));
@@ -808,18 +823,27 @@ fn io_once(
             let c0 = thread_cpu();
             let start = Instant::now();
             let mut sent = 0u64;
+            let mut next_burst = start;
             while sent < ingress_target
                 && !stop.load(Ordering::Relaxed)
                 && start.elapsed() < deadline_after
             {
-                let room = (processed.load(Ordering::Acquire) + WINDOW).saturating_sub(sent);
-                if room < 16 {
-                    std::thread::sleep(Duration::from_micros(20));
-                    continue;
-                }
-                let k = (room as usize)
-                    .min(32)
-                    .min((ingress_target - sent) as usize);
+                let k = if let Some(p) = pace {
+                    // paced: a burst on schedule, whatever the forwarder is doing
+                    let now = Instant::now();
+                    if now < next_burst {
+                        std::thread::sleep(next_burst - now);
+                    }
+                    next_burst += Duration::from_secs_f64(1.0 / p.per_s as f64);
+                    p.burst.min((ingress_target - sent) as usize)
+                } else {
+                    let room = (processed.load(Ordering::Acquire) + WINDOW).saturating_sub(sent);
+                    if room < 16 {
+                        std::thread::sleep(Duration::from_micros(20));
+                        continue;
+                    }
+                    (room as usize).min(32).min((ingress_target - sent) as usize)
+                };
                 for i in 0..k {
                     make_ingress(&mut tx, &template, (sent + i as u64) as u16, &mut scratch);
                     batch.bufs[i][..scratch.len()].copy_from_slice(&scratch);
@@ -931,6 +955,7 @@ fn io_once(
     let (sink_cpu_s, delivered) = sink.join().expect("sink");
     let process_cpu_s = rusage(libc::RUSAGE_SELF) - cpu0;
     IoResult {
+        pace,
         profile,
         gso: sq.gso(),
         messages: sq.messages,
@@ -961,7 +986,7 @@ fn run_io(cfg: &Config) -> Vec<IoResult> {
         (SrtpProfile::AeadAes128Gcm, 100),
     ] {
         for (n, gso) in [1usize, 10, 100, 1000].into_iter().flat_map(|n| [(n, false), (n, true)]) {
-            let r = io_once(profile, gso, size, n, target, max);
+            let r = io_once(profile, gso, size, n, target, max, None);
             eprintln!(
                 "  io {:<24} {:>5} B N={:<5} {}: {:.0} egress pkt/s, process {:.2} µs/egress, forwarder {:.2} µs/egress, delivered {:.2}%{}",
                 profile_short(profile),
@@ -980,6 +1005,35 @@ fn run_io(cfg: &Config) -> Vec<IoResult> {
     out
 }
 
+/// (d): the fan-out at the pace of two `trackyard bench` presets, GSO on (the engine's
+/// default): the audio room (10 Opus-like streams of 50 packets/s: one 100 B packet every
+/// 2 ms) and the livestream's forwarded layer (720p at 30 fps, 1.7 Mbit/s: 7 packets of
+/// 1200 B per frame). The forwarder thread's CPU per egress packet is the floor for that
+/// load: below saturation each receive batch is smaller, so sends coalesce less.
+fn run_paced(cfg: &Config) -> Vec<IoResult> {
+    let secs = if cfg.quick { 2.0 } else { 10.0 };
+    let audio = Pace { label: "audio room", per_s: 500, burst: 1, secs };
+    let video = Pace { label: "livestream", per_s: 30, burst: 7, secs };
+    let mut out = Vec::new();
+    for (pace, size, n) in [(audio, 100usize, 400usize), (audio, 100, 800), (video, 1200, 500), (video, 1200, 1000)] {
+        let max = Duration::from_secs_f64(secs + 3.0);
+        let r = io_once(SrtpProfile::AeadAes128Gcm, true, size, n, 0, max, Some(pace));
+        eprintln!(
+            "  paced {:<11} {:>5} B N={:<5}: {:.0} egress pkt/s, {:.1} datagrams/message, forwarder {:.2} µs/egress, delivered {:.2}%{}",
+            pace.label,
+            size,
+            n,
+            r.egress_pps,
+            r.egress as f64 / r.messages.max(1) as f64,
+            r.fwd_cpu_us,
+            r.delivered as f64 * 100.0 / r.egress.max(1) as f64,
+            if r.hit_time_limit { " (time limit)" } else { "" }
+        );
+        out.push(r);
+    }
+    out
+}
+
 // ---------------------------------------------------------------- output
 
 fn main() {
@@ -990,16 +1044,16 @@ fn main() {
             "/../../bench/out/forward_bench.json"
         )
         .into(),
-        sections: "abc".into(),
+        sections: "abcd".into(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => cfg.quick = true,
             "--out" => cfg.out = args.next().expect("--out PATH"),
-            "--sections" => cfg.sections = args.next().expect("--sections abc"),
+            "--sections" => cfg.sections = args.next().expect("--sections abcd"),
             "-h" | "--help" => {
-                println!("forward_bench [--quick] [--out PATH] [--sections abc]");
+                println!("forward_bench [--quick] [--out PATH] [--sections abcd]");
                 return;
             }
             other => panic!("unknown argument {other}"),
@@ -1037,6 +1091,11 @@ fn main() {
     };
     let io = if cfg.sections.contains('c') {
         run_io(&cfg)
+    } else {
+        Vec::new()
+    };
+    let paced = if cfg.sections.contains('d') {
+        run_paced(&cfg)
     } else {
         Vec::new()
     };
@@ -1134,6 +1193,26 @@ fn main() {
             );
         }
     }
+    if !paced.is_empty() {
+        let _ = writeln!(md, "\n**(d) Paced like the presets** — (c) with GSO and AEAD-AES-128-GCM, the ingress sent at a `trackyard bench` preset's pace for {:.0} s instead of as fast as the forwarder takes it: audio room = one 100 B packet every 2 ms (10 streams × 50/s), livestream = 7 packets of 1200 B per frame at 30 fps (the forwarded 720p layer). The forwarder thread's CPU per egress packet is the floor at that load\n", paced[0].pace.map_or(0.0, |p| p.secs));
+        let _ = writeln!(md, "| load | packet | N | egress pkt/s | datagrams per message | forwarder thread CPU µs/egress | forwarder CPU % of a core | delivered |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &paced {
+            let _ = writeln!(
+                md,
+                "| {} | {} B | {} | {:.0} k | {:.1} | {:.2} | {:.0} | {:.1}%{} |",
+                r.pace.map_or("", |p| p.label),
+                r.size,
+                r.n,
+                r.egress_pps / 1e3,
+                r.egress as f64 / r.messages.max(1) as f64,
+                r.fwd_cpu_us,
+                r.fwd_cpu_s * 100.0 / r.wall_s.max(1e-9),
+                r.delivered as f64 * 100.0 / r.egress.max(1) as f64,
+                if r.hit_time_limit { " (time limit)" } else { "" }
+            );
+        }
+    }
     print!("{md}");
 
     // JSON
@@ -1168,20 +1247,22 @@ fn main() {
         })
         .collect();
     let _ = write!(j, "  \"fanout_no_io\": [\n{}\n  ],\n", rows.join(",\n"));
-    let rows: Vec<String> = io
+    let io_json = |io: &[IoResult]| -> Vec<String> { io
         .iter()
         .map(|r| {
             format!(
-                "    {{\"profile\": {}, \"gso\": {}, \"messages\": {}, \"size\": {}, \"subscribers\": {}, \"ingress_packets\": {}, \"egress_packets\": {}, \"delivered_packets\": {}, \"wall_s\": {:.3}, \"egress_pps\": {:.0}, \"cpu_us_per_egress_pkt_process\": {:.3}, \"cpu_us_per_egress_pkt_forwarder\": {:.3}, \"cpu_s_sender\": {:.3}, \"cpu_s_forwarder\": {:.3}, \"cpu_s_sinks\": {:.3}, \"cpu_s_process\": {:.3}, \"hit_time_limit\": {}}}",
+                "    {{\"pace\": {}, \"profile\": {}, \"gso\": {}, \"messages\": {}, \"size\": {}, \"subscribers\": {}, \"ingress_packets\": {}, \"egress_packets\": {}, \"delivered_packets\": {}, \"wall_s\": {:.3}, \"egress_pps\": {:.0}, \"cpu_us_per_egress_pkt_process\": {:.3}, \"cpu_us_per_egress_pkt_forwarder\": {:.3}, \"cpu_s_sender\": {:.3}, \"cpu_s_forwarder\": {:.3}, \"cpu_s_sinks\": {:.3}, \"cpu_s_process\": {:.3}, \"hit_time_limit\": {}}}",
+                r.pace.map_or("null".to_string(), |p| format!("{{\"load\": {}, \"bursts_per_s\": {}, \"burst\": {}, \"secs\": {}}}", json_str(p.label), p.per_s, p.burst, p.secs)),
                 json_str(r.profile.name()), r.gso, r.messages, r.size, r.n, r.ingress, r.egress, r.delivered, r.wall_s, r.egress_pps,
                 r.process_cpu_us, r.fwd_cpu_us, r.sender_cpu_s, r.fwd_cpu_s, r.sink_cpu_s, r.process_cpu_s, r.hit_time_limit
             )
         })
-        .collect();
+        .collect() };
     let _ = write!(
         j,
-        "  \"fanout_udp_loopback\": [\n{}\n  ]\n}}\n",
-        rows.join(",\n")
+        "  \"fanout_udp_loopback\": [\n{}\n  ],\n  \"fanout_udp_paced\": [\n{}\n  ]\n}}\n",
+        io_json(&io).join(",\n"),
+        io_json(&paced).join(",\n")
     );
     if let Some(dir) = std::path::Path::new(&cfg.out).parent() {
         let _ = std::fs::create_dir_all(dir);
