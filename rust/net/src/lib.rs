@@ -8,7 +8,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -459,25 +459,17 @@ impl SendTotals {
 
 /// Queues in a pipeline: the one being filled, plus ones the send thread works on.
 const PIPELINE_QUEUES: usize = 4;
-/// A flush of at most this many datagrams, with nothing in the send thread's hands, is sent
-/// by the caller itself: waking the thread would cost more than the send.
-const INLINE_SEND: usize = 64;
 
 /// A send queue whose flushes run on a thread of their own: the caller (the media worker)
 /// fills one queue while that thread hands the previous ones to the kernel, which is about
 /// half of an egress packet's cost (docs/benchmarks.md) — so a node's fan-out uses two cores.
 /// One thread sends the queues in the order they were filled, so each destination's order
 /// is kept. At most [`PIPELINE_QUEUES`] queues exist: a caller that gets ahead of the kernel
-/// waits at `flush` for one to come back (back-pressure, bounded memory). A small flush
-/// while the thread has nothing to send ([`INLINE_SEND`]) goes out from the caller's thread:
-/// at low rates that saves a thread wake-up per flush and keeps the order (nothing is ahead).
+/// waits at `flush` for one to come back (back-pressure, bounded memory).
 pub struct SendPipeline {
     current: SendQueue,
-    socket: UdpSocket,
     full: Option<SyncSender<SendQueue>>,
     empty: Receiver<SendQueue>,
-    /// Queues handed to the thread and not yet sent.
-    in_flight: Arc<AtomicUsize>,
     totals: Arc<SendTotals>,
     thread: Option<JoinHandle<()>>,
 }
@@ -485,10 +477,7 @@ pub struct SendPipeline {
 impl SendPipeline {
     /// Sends on (a duplicate of) `socket` from a thread named `trackyard-send`.
     pub fn new(socket: &UdpSocket, gso: bool) -> io::Result<Self> {
-        let own = socket.try_clone()?;
         let socket = socket.try_clone()?;
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let thread_in_flight = in_flight.clone();
         let (full_tx, full_rx) = sync_channel::<SendQueue>(PIPELINE_QUEUES);
         let (empty_tx, empty_rx) = channel::<SendQueue>();
         for _ in 1..PIPELINE_QUEUES {
@@ -502,9 +491,7 @@ impl SendPipeline {
                 // peer's datagrams from several of them can share GSO messages, and nothing
                 // waits longer than it would have waited in line
                 let mut open = true;
-                let mut taken = 1;
                 while let Ok(mut more) = full_rx.try_recv() {
-                    taken += 1;
                     if !q.absorb(&mut more) {
                         q.flush(&socket);
                         thread_totals.take_from(&mut q);
@@ -514,14 +501,12 @@ impl SendPipeline {
                 }
                 q.flush(&socket);
                 thread_totals.take_from(&mut q);
-                thread_in_flight.fetch_sub(taken, Ordering::Release);
                 if !open || empty_tx.send(q).is_err() {
                     break;
                 }
             }
         })?;
-        Ok(SendPipeline { current: SendQueue::new(gso), socket: own, full: Some(full_tx), empty: empty_rx, in_flight,
-                          totals, thread: Some(thread) })
+        Ok(SendPipeline { current: SendQueue::new(gso), full: Some(full_tx), empty: empty_rx, totals, thread: Some(thread) })
     }
 
     /// A slot to write the next datagram into; commit it with `push`.
@@ -557,16 +542,10 @@ impl SendPipeline {
         if self.current.is_empty() {
             return;
         }
-        if self.current.queued <= INLINE_SEND && self.in_flight.load(Ordering::Acquire) == 0 {
-            self.current.flush(&self.socket);
-            self.totals.take_from(&mut self.current);
-            return;
-        }
         // the thread never stops while `full` is open, so a queue always comes back
         let Ok(next) = self.empty.recv() else { return };
         let filled = std::mem::replace(&mut self.current, next);
         if let Some(full) = &self.full {
-            self.in_flight.fetch_add(1, Ordering::Release);
             let _ = full.send(filled);
         }
     }
@@ -707,22 +686,19 @@ mod tests {
         let addrs: Vec<SocketAddr> = rx.iter().map(|s| s.local_addr().unwrap()).collect();
         let mut p = SendPipeline::new(&sender, true).unwrap();
         let mut expected: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 3];
-        for round in 0..40u8 {
-            // flushes of 3 datagrams (sent inline when the thread is idle) between flushes of
-            // 120 (sent by the thread)
-            let copies = if round % 4 == 0 { 40 } else { 1 };
-            for k in 0..copies {
-                for (d, addr) in addrs.iter().enumerate() {
-                    let data: Vec<u8> = vec![round ^ k ^ d as u8; 200 + d * 100];
-                    p.send_copy(&data, addr);
-                    expected[d].push(data);
-                }
+        for round in 0..20u8 {
+            for (d, addr) in addrs.iter().enumerate() {
+                let data: Vec<u8> = vec![round ^ d as u8; 200 + d * 100];
+                p.send_copy(&data, addr);
+                expected[d].push(data);
             }
-            p.flush();
+            if round % 3 == 0 {
+                p.flush();
+            }
         }
         drop(p); // flushes the rest and waits for the thread
         for (d, s) in rx.iter().enumerate() {
-            assert_eq!(drain(s, expected[d].len()), expected[d], "receiver {d}");
+            assert_eq!(drain(s, 20), expected[d], "receiver {d}");
         }
     }
 
@@ -736,24 +712,16 @@ mod tests {
             p.send_copy(&i.to_be_bytes(), &addr);
         }
         p.flush();
-        // a small flush with the thread idle is sent by the caller: counted on return
-        let totals = p.totals();
-        assert_eq!((totals.sent.load(Ordering::Relaxed), totals.failed.load(Ordering::Relaxed)), (50, 0));
         assert_eq!(drain(&rx, 50).len(), 50);
-        for i in 0..INLINE_SEND as u32 + 1 {
-            p.send_copy(&i.to_be_bytes(), &addr);
-        }
-        p.flush();
-        assert_eq!(drain(&rx, INLINE_SEND + 1).len(), INLINE_SEND + 1);
-        // a larger one goes to the thread, which adds its counts right after the send returns
+        // the thread adds a queue's counts right after its send call returns
         let totals = p.totals();
         for _ in 0..200 {
-            if totals.sent.load(Ordering::Relaxed) == 50 + INLINE_SEND as u64 + 1 {
+            if totals.sent.load(Ordering::Relaxed) == 50 {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert_eq!(totals.sent.load(Ordering::Relaxed), 50 + INLINE_SEND as u64 + 1);
+        assert_eq!((totals.sent.load(Ordering::Relaxed), totals.failed.load(Ordering::Relaxed)), (50, 0));
         p.send_copy(&[0u8; SLOT + 1], &addr);
         assert_eq!(p.totals().failed.load(Ordering::Relaxed), 1, "an oversize datagram is refused and counted");
     }
