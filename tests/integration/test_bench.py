@@ -51,6 +51,10 @@ def test_small_scenario_numbers_are_consistent(cli_run):
     participants = ROOMS * (2 + SUBSCRIBERS)
     assert r["joins"]["attempted"] == participants and r["joins"]["failed"] == 0, r["joins"]
     assert r["subscriptions"] == {"expected": ROOMS * SUBSCRIBERS * 2, "made": ROOMS * SUBSCRIBERS * 2}
+    # like the SDKs, every peer connection has its SCTP association; publishers open _reliable
+    # and _lossy, the server opens them on the subscriber connections
+    assert r["data_channels"] == {"peer_connections": participants, "sctp_connected": participants,
+                                  "channels_open": 2 * participants}, r["data_channels"]
     for key in ("join_response_ms", "connected_ms"):
         assert r["joins"][key]["count"] == participants and r["joins"][key]["p50"] > 0
     assert r["first_packet_ms"]["count"] == ROOMS * SUBSCRIBERS
@@ -82,6 +86,7 @@ def test_outputs_exist_and_parse(cli_run):
     proc, out = cli_run
     summary = (out / "summary.md").read_text()
     assert "| joins ok / attempted | 10 / 10 |" in summary
+    assert "| SCTP associations / peer connections; data channels open | 10 / 10; 20 |" in summary
     assert summary in proc.stdout  # the summary is also printed
     for png in ("cpu_loss_vs_subscribers.png", "latency.png"):
         data = (out / png).read_bytes()

@@ -94,6 +94,7 @@ class Timings:
 
 class Participant:
     role = ""
+    opens_channels = False  # the SDKs open _reliable/_lossy on the publisher connection
 
     def __init__(self, ctx: RunContext, room: str, identity: str) -> None:
         self.ctx = ctx
@@ -123,7 +124,7 @@ class Participant:
 
     def _new_peer(self) -> ClientPeer:
         return ClientPeer(self.ctx.gen, self.ctx.certificate, self.ctx.local_ip, label=f"{self.identity}",
-                          loopback_only=self.ctx.loopback_only)
+                          loopback_only=self.ctx.loopback_only, opens_channels=self.opens_channels)
 
     def _on_trickle(self, trickle: rtc.TrickleRequest, target: int) -> None:
         if self.peer is None or trickle.target != target:
@@ -161,6 +162,7 @@ class Publisher(Participant):
     """Publishes audio and/or one video track (simulcast layers as given)."""
 
     role = "publisher"
+    opens_channels = True
 
     def __init__(self, ctx: RunContext, room: str, identity: str, *, audio: bool,
                  video: tuple[VideoLayer, ...] | None) -> None:

@@ -5,7 +5,10 @@ in Rust) plus its DTLS handshake, run by aiortc in Python as the server does it
 Life: created with fresh ICE credentials and a local port (they go into our SDP) → the
 remote description gives the server's credentials, candidates and DTLS setup → the load
 generator's ICE checks select a pair → DTLS (client or server as negotiated) → the exported
-SRTP keys go to the load generator, which then starts the transport's media.
+SRTP keys go to the load generator, which then starts the transport's media → the SCTP
+association every LiveKit client makes for its data channels (aiortc, as the server runs it):
+a publisher connection opens `_reliable` and `_lossy` like the SDKs do, on a subscriber
+connection the server opens them.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import logging
 import secrets
 import time
 
+from aiortc.rtcdatachannel import RTCDataChannel, RTCDataChannelParameters
 from aiortc.rtcdtlstransport import RTCCertificate
+from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
 
 from trackyard.engine import LoadGenerator
 from trackyard.media.dtls import DtlsSession, parse_fingerprint
 from trackyard.media.sdp import SessionDescription
+from trackyard.media.transport import LOSSY, RELIABLE, SCTP_PORT
 
 from .client_sdp import dtls_role, remote_candidates
 
@@ -34,7 +40,7 @@ def _token(n: int) -> str:
 
 class ClientPeer:
     def __init__(self, gen: LoadGenerator, certificate: RTCCertificate, local_ip: str, *, label: str,
-                 loopback_only: bool) -> None:
+                 loopback_only: bool, opens_channels: bool = False) -> None:
         self.gen = gen
         self.certificate = certificate
         self.label = label
@@ -50,6 +56,10 @@ class ClientPeer:
         self.connected = asyncio.get_running_loop().create_future()  # result: time.monotonic()
         self.ice_connected_at: float | None = None
         self._task: asyncio.Task | None = None
+        self.opens_channels = opens_channels
+        self._remote_sctp_port = SCTP_PORT
+        self.sctp: RTCSctpTransport | None = None
+        self.channels: dict[str, RTCDataChannel] = {}
         self.closed = False
 
     @property
@@ -66,6 +76,7 @@ class ClientPeer:
         self.gen.set_remote(self.handle, ufrag, pwd, controlling=controlling)
         for ip, port in remote_candidates(sd, self.loopback_only):
             self.gen.add_candidate(self.handle, ip, port)
+        self._remote_sctp_port = next((m.sctp_port for m in sd.media if m.sctp_port), SCTP_PORT)
         if self._fingerprint is None:
             self._fingerprint = f"{fp.algorithm} {fp.value}"
             self._role = dtls_role(sd)
@@ -107,11 +118,40 @@ class ClientPeer:
         self.gen.set_srtp(self.handle, keys.profile, keys.local, keys.remote)
         if not self.connected.done():
             self.connected.set_result(time.monotonic())
+        await self._start_sctp()
+
+    # --- SCTP and data channels -------------------------------------------------------------
+    async def _start_sctp(self) -> None:
+        assert self.dtls is not None
+        self.sctp = RTCSctpTransport(self.dtls.transport, port=SCTP_PORT)
+        self.sctp.on("datachannel", self._adopt)
+        await self.sctp.start(RTCSctpCapabilities(maxMessageSize=262144), self._remote_sctp_port)
+        if self.opens_channels:
+            for params in (RTCDataChannelParameters(label=RELIABLE, ordered=True),
+                           RTCDataChannelParameters(label=LOSSY, ordered=False, maxRetransmits=0)):
+                self.channels[params.label] = RTCDataChannel(self.sctp, params)
+
+    def _adopt(self, channel: RTCDataChannel) -> None:
+        """A channel the server opened."""
+        self.channels.setdefault(channel.label, channel)
+
+    @property
+    def sctp_connected(self) -> bool:
+        return self.sctp is not None and self.sctp.state == "connected"
+
+    @property
+    def channels_open(self) -> int:
+        return sum(1 for c in self.channels.values() if c.readyState == "open")
 
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self.sctp is not None:
+            try:
+                await self.sctp.stop()  # ABORT, while DTLS still carries it
+            except Exception:  # DTLS already gone: nothing to tell the server
+                log.debug("%s: sctp stop failed", self.label, exc_info=True)
         self.gen.remove_transport(self.handle)
         if self.dtls is not None:
             await self.dtls.stop()

@@ -32,6 +32,8 @@ def markdown(r: dict) -> str:
         f"| connected (ICE+DTLS) ms p50 / p99 | {_v(j['connected_ms']['p50'])} / {_v(j['connected_ms']['p99'])} |",
         f"| first packet ms p50 / p99 | {_v(r['first_packet_ms']['p50'])} / {_v(r['first_packet_ms']['p99'])} |",
         f"| subscriptions made / expected | {r['subscriptions']['made']} / {r['subscriptions']['expected']} |",
+        f"| SCTP associations / peer connections; data channels open | {r['data_channels']['sctp_connected']} / "
+        f"{r['data_channels']['peer_connections']}; {r['data_channels']['channels_open']} |",
         f"| subscriber kbit/s p50 / min | {_v(r['subscriber_kbps']['p50'])} / "
         f"{_v(min((s['kbps'] for s in r['subscribers']), default=None))} |",
         f"| egress (received by subscribers) | {r['totals']['egress_pps']} pkt/s, {r['totals']['egress_mbps']} Mbit/s |",

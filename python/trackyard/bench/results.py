@@ -50,6 +50,15 @@ def _commit() -> str:
         return ""
 
 
+def data_channels(participants: list[Participant]) -> dict:
+    """SCTP associations and open data channels of the connected participants' peer
+    connections (publishers open `_reliable`/`_lossy` like the SDKs; the server opens them on
+    subscriber connections)."""
+    peers = [p.peer for p in participants if p.error is None and p.timings.connected and p.peer is not None]
+    return {"peer_connections": len(peers), "sctp_connected": sum(pc.sctp_connected for pc in peers),
+            "channels_open": sum(pc.channels_open for pc in peers)}
+
+
 def _joins(participants: list[Participant]) -> dict:
     ok = [p for p in participants if p.error is None and p.timings.connected]
     reasons = Counter(p.error for p in participants if p.error)
@@ -178,6 +187,7 @@ def build(sc: Scenario, participants: list[Participant], before: dict, after: di
         "settle_seconds": round(window.get("settle_seconds", 0.0), 3),
         "joins": _joins(participants),
         "subscriptions": subscriptions,
+        "data_channels": window.get("data_channels") or data_channels(participants),
         "first_packet_ms": stats.summary(first_ms, 1),
         "subscriber_kbps": stats.summary(kbps, 1),
         "media": media,

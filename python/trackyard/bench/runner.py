@@ -215,6 +215,7 @@ class Run:
                 "server_cpu_seconds": None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
                 "loadgen_cpu_seconds": own1 - own0,
                 "server_pids": self.cpu.pids if self.cpu else [],
+                "data_channels": results.data_channels(self.participants),  # before anyone leaves
             }
         finally:
             sampler.cancel()

@@ -1,0 +1,62 @@
+"""The forwarding micro-benchmark (rust/bench, `forward_bench`) in its quick mode: it builds,
+runs its socket sections on 127.0.0.1 and reports numbers that agree with each other — every
+ingress packet fanned out to every sink, everything delivered, GSO sending fewer messages than
+datagrams, the paced section spread over its duration. Timings are recorded in
+docs/benchmarks.md, never asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "rust" / "bench"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("forward_bench") / "forward_bench.json"
+    proc = subprocess.run(["cargo", "run", "--quiet", "--release", "--bin", "forward_bench", "--",
+                           "--quick", "--sections", "cd", "--out", str(out)],
+                          cwd=BENCH, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(c) Batched UDP IO" in proc.stdout and "(d) Paced like the presets" in proc.stdout
+    return json.loads(out.read_text())
+
+
+def test_saturated_fanout_numbers_add_up(report):
+    rows = report["fanout_udp_loopback"]
+    assert len(rows) == 3 * 4 * 2  # profiles × fan-outs × (sendmmsg, GSO)
+    assert report["quick"] is True and report["crypto_floor"] == [] and report["fanout_no_io"] == []
+    for r in rows:
+        label = f"{r['profile']} {r['size']} B N={r['subscribers']} gso={r['gso']}"
+        assert r["pace"] is None, label
+        assert not r["hit_time_limit"], label
+        assert r["egress_packets"] == r["ingress_packets"] * r["subscribers"], label
+        assert r["delivered_packets"] >= 0.99 * r["egress_packets"], label
+        assert r["cpu_us_per_egress_pkt_forwarder"] > 0, label
+        if r["gso"] and r["subscribers"] <= 100:
+            # a receive batch holds several packets per sink: they share GSO messages
+            assert r["messages"] < r["egress_packets"] / 2, label
+        elif not r["gso"]:
+            assert r["messages"] == r["egress_packets"], label
+
+
+def test_paced_fanout_follows_the_presets_pace(report):
+    rows = report["fanout_udp_paced"]
+    loads = [(r["pace"]["load"], r["size"], r["subscribers"]) for r in rows]
+    assert loads == [("audio room", 100, 400), ("audio room", 100, 800),
+                     ("livestream", 1200, 500), ("livestream", 1200, 1000)]
+    for r in rows:
+        pace, label = r["pace"], f"{r['pace']['load']} N={r['subscribers']}"
+        assert r["gso"] is True and r["profile"] == "SRTP_AEAD_AES_128_GCM", label
+        assert not r["hit_time_limit"], label
+        assert r["ingress_packets"] == int(pace["bursts_per_s"] * pace["secs"]) * pace["burst"], label
+        assert r["egress_packets"] == r["ingress_packets"] * r["subscribers"], label
+        assert r["delivered_packets"] >= 0.99 * r["egress_packets"], label
+        # paced, not as fast as possible: the ingress is spread over the run's duration
+        assert r["wall_s"] >= 0.9 * pace["secs"], label
+        assert 0 < r["messages"] <= r["egress_packets"], label
