@@ -25,7 +25,8 @@ from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
 from trackyard.engine import LoadGenerator
 from trackyard.media.dtls import DtlsSession, parse_fingerprint
 from trackyard.media.sdp import SessionDescription
-from trackyard.media.transport import LOSSY, RELIABLE, SCTP_PORT
+from trackyard.media.negotiation import MAX_MESSAGE_SIZE, SCTP_PORT
+from trackyard.media.transport import LOSSY, RELIABLE
 
 from .client_sdp import dtls_role, remote_candidates
 
@@ -125,7 +126,7 @@ class ClientPeer:
         assert self.dtls is not None
         self.sctp = RTCSctpTransport(self.dtls.transport, port=SCTP_PORT)
         self.sctp.on("datachannel", self._adopt)
-        await self.sctp.start(RTCSctpCapabilities(maxMessageSize=262144), self._remote_sctp_port)
+        await self.sctp.start(RTCSctpCapabilities(maxMessageSize=MAX_MESSAGE_SIZE), self._remote_sctp_port)
         if self.opens_channels:
             for params in (RTCDataChannelParameters(label=RELIABLE, ordered=True),
                            RTCDataChannelParameters(label=LOSSY, ordered=False, maxRetransmits=0)):

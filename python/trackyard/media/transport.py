@@ -22,10 +22,10 @@ from OpenSSL import SSL
 
 from trackyard.engine import MediaEngine, NewStream
 from trackyard.media.dtls import DtlsSession, parse_fingerprint
+from trackyard.media.negotiation import MAX_MESSAGE_SIZE, SCTP_PORT
 
 log = logging.getLogger(__name__)
 
-SCTP_PORT = 5000
 RELIABLE, LOSSY = "_reliable", "_lossy"
 RELIABLE_BACKLOG = 256  # reliable packets kept for a peer whose channel is not open yet
 
@@ -133,7 +133,7 @@ class PeerTransport:
         self.engine.set_srtp(self.handle, keys.profile, keys.local, keys.remote)
         self.sctp = RTCSctpTransport(self.dtls.transport, port=SCTP_PORT)
         self.sctp.on("datachannel", self._adopt)
-        await self.sctp.start(RTCSctpCapabilities(maxMessageSize=262144), SCTP_PORT)
+        await self.sctp.start(RTCSctpCapabilities(maxMessageSize=MAX_MESSAGE_SIZE), SCTP_PORT)
         self.connected = True
         log.info("%s: connected (%s)", self.label, keys.profile)
         self._on_connected()
