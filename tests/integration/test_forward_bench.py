@@ -48,8 +48,8 @@ def test_saturated_fanout_numbers_add_up(report):
 def test_paced_fanout_follows_the_presets_pace(report):
     rows = report["fanout_udp_paced"]
     loads = [(r["pace"]["load"], r["size"], r["subscribers"]) for r in rows]
-    assert loads == [("audio room", 100, 400), ("audio room", 100, 800),
-                     ("livestream", 1200, 500), ("livestream", 1200, 1000)]
+    assert loads == [("audio room", 100, 400), ("audio room", 100, 800), ("livestream", 1200, 500),
+                     ("livestream", 1200, 1000), ("join storm", 100, 500), ("small rooms", 1200, 3)]
     for r in rows:
         pace, label = r["pace"], f"{r['pace']['load']} N={r['subscribers']}"
         assert r["gso"] is True and r["profile"] == "SRTP_AEAD_AES_128_GCM", label

@@ -1005,17 +1005,22 @@ fn run_io(cfg: &Config) -> Vec<IoResult> {
     out
 }
 
-/// (d): the fan-out at the pace of two `trackyard bench` presets, GSO on (the engine's
-/// default): the audio room (10 Opus-like streams of 50 packets/s: one 100 B packet every
-/// 2 ms) and the livestream's forwarded layer (720p at 30 fps, 1.7 Mbit/s: 7 packets of
-/// 1200 B per frame). The forwarder thread's CPU per egress packet is the floor for that
-/// load: below saturation each receive batch is smaller, so sends coalesce less.
+/// (d): the fan-out at the pace of `trackyard bench` presets, GSO on (the engine's default):
+/// the audio room (10 Opus-like streams of 50 packets/s: one 100 B packet every 2 ms), the
+/// livestream's forwarded layer (720p at 30 fps, 1.7 Mbit/s: 7 packets of 1200 B per frame),
+/// the join storm's one audio stream to 500, and the small rooms' packet rate (14,000 packets
+/// a second, each to 3 subscribers on average; one stream stands for the preset's 200). The
+/// forwarder thread's CPU per egress packet is the floor for that load: below saturation
+/// each receive batch is smaller, so sends coalesce less and wake-ups cost more per packet.
 fn run_paced(cfg: &Config) -> Vec<IoResult> {
     let secs = if cfg.quick { 2.0 } else { 10.0 };
     let audio = Pace { label: "audio room", per_s: 500, burst: 1, secs };
     let video = Pace { label: "livestream", per_s: 30, burst: 7, secs };
+    let storm = Pace { label: "join storm", per_s: 50, burst: 1, secs };
+    let small = Pace { label: "small rooms", per_s: 14_000, burst: 1, secs };
     let mut out = Vec::new();
-    for (pace, size, n) in [(audio, 100usize, 400usize), (audio, 100, 800), (video, 1200, 500), (video, 1200, 1000)] {
+    for (pace, size, n) in [(audio, 100usize, 400usize), (audio, 100, 800), (video, 1200, 500), (video, 1200, 1000),
+                            (storm, 100, 500), (small, 1200, 3)] {
         let max = Duration::from_secs_f64(secs + 3.0);
         let r = io_once(SrtpProfile::AeadAes128Gcm, true, size, n, 0, max, Some(pace));
         eprintln!(
@@ -1194,7 +1199,7 @@ fn main() {
         }
     }
     if !paced.is_empty() {
-        let _ = writeln!(md, "\n**(d) Paced like the presets** — (c) with GSO and AEAD-AES-128-GCM, the ingress sent at a `trackyard bench` preset's pace for {:.0} s instead of as fast as the forwarder takes it: audio room = one 100 B packet every 2 ms (10 streams × 50/s), livestream = 7 packets of 1200 B per frame at 30 fps (the forwarded 720p layer). The forwarder thread's CPU per egress packet is the floor at that load\n", paced[0].pace.map_or(0.0, |p| p.secs));
+        let _ = writeln!(md, "\n**(d) Paced like the presets** — (c) with GSO and AEAD-AES-128-GCM, the ingress sent at a `trackyard bench` preset's pace for {:.0} s instead of as fast as the forwarder takes it: audio room = one 100 B packet every 2 ms (10 streams × 50/s), livestream = 7 packets of 1200 B per frame at 30 fps (the forwarded 720p layer), join storm = one 100 B packet every 20 ms, small rooms = 14,000 packets/s (one stream for the preset's 200) to 3 sinks. The forwarder thread's CPU per egress packet is the floor at that load\n", paced[0].pace.map_or(0.0, |p| p.secs));
         let _ = writeln!(md, "| load | packet | N | egress pkt/s | datagrams per message | forwarder thread CPU µs/egress | forwarder CPU % of a core | delivered |");
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
         for r in &paced {
