@@ -194,14 +194,19 @@ impl Node {
             tcp_events.clear();
             tcp_events.extend(fds[2..].iter().map(|f| f.revents));
             self.pollfds = fds;
-            if !self.drain_commands() {
-                break;
-            }
-            // a bounded number of batches per turn keeps commands and timers responsive
+            let mut running = self.drain_commands();
+            // a bounded number of batches per turn keeps timers responsive
             for _ in 0..16 {
+                if !running {
+                    break;
+                }
                 match self.recv.recv(&self.socket) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        // commands are taken again after every batch arrives, so one that
+                        // Python sent before a datagram was sent (a layer change, a new
+                        // down-track) always applies to that datagram
+                        running = self.drain_commands();
                         let now = self.now_us();
                         for i in 0..n {
                             self.guarded(|node| node.handle_datagram(i, now));
@@ -209,6 +214,9 @@ impl Node {
                         self.send.flush();
                     }
                 }
+            }
+            if !running {
+                break;
             }
             let now = self.now_us();
             self.service_tcp(&tcp_events, now);
