@@ -294,7 +294,8 @@ impl SendQueue {
         for i in 0..other.queued {
             let j = self.queued;
             if j == self.bufs.len() {
-                // hand the slot over and leave `other` a fresh one only if it ever needs it
+                // no spare slot here: take `other`'s and give it a new one (only while this
+                // queue's pool grows to its high-water mark)
                 self.bufs.push(std::mem::replace(&mut other.bufs[i], Box::new([0u8; SLOT])));
             } else {
                 std::mem::swap(&mut self.bufs[j], &mut other.bufs[i]);
