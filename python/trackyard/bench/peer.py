@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 
-from aiortc.rtcdatachannel import RTCDataChannel, RTCDataChannelParameters
+from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
 
@@ -26,7 +26,7 @@ from trackyard.engine import LoadGenerator
 from trackyard.media.dtls import DtlsSession, parse_fingerprint
 from trackyard.media.sdp import SessionDescription
 from trackyard.media.negotiation import MAX_MESSAGE_SIZE, SCTP_PORT
-from trackyard.media.transport import LOSSY, RELIABLE
+from trackyard.media.transport import livekit_channels
 
 from .client_sdp import dtls_role, remote_candidates
 
@@ -128,8 +128,7 @@ class ClientPeer:
         self.sctp.on("datachannel", self._adopt)
         await self.sctp.start(RTCSctpCapabilities(maxMessageSize=MAX_MESSAGE_SIZE), self._remote_sctp_port)
         if self.opens_channels:
-            for params in (RTCDataChannelParameters(label=RELIABLE, ordered=True),
-                           RTCDataChannelParameters(label=LOSSY, ordered=False, maxRetransmits=0)):
+            for params in livekit_channels():
                 self.channels[params.label] = RTCDataChannel(self.sctp, params)
 
     def _adopt(self, channel: RTCDataChannel) -> None:

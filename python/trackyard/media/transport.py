@@ -27,6 +27,14 @@ from trackyard.media.negotiation import MAX_MESSAGE_SIZE, SCTP_PORT
 log = logging.getLogger(__name__)
 
 RELIABLE, LOSSY = "_reliable", "_lossy"
+
+
+def livekit_channels() -> tuple[RTCDataChannelParameters, RTCDataChannelParameters]:
+    """Parameters of the two data channels LiveKit peers open: ordered and reliable
+    `_reliable`, unordered `_lossy` without retransmissions."""
+    return (RTCDataChannelParameters(label=RELIABLE, ordered=True),
+            RTCDataChannelParameters(label=LOSSY, ordered=False, maxRetransmits=0))
+
 RELIABLE_BACKLOG = 256  # reliable packets kept for a peer whose channel is not open yet
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -153,8 +161,8 @@ class PeerTransport:
         """Create the server-side _reliable/_lossy channels (the v0 subscriber connection)."""
         if self.sctp is None:
             return
-        for label, params in ((RELIABLE, RTCDataChannelParameters(label=RELIABLE, ordered=True)),
-                              (LOSSY, RTCDataChannelParameters(label=LOSSY, ordered=False, maxRetransmits=0))):
+        for params in livekit_channels():
+            label = params.label
             if label not in self.channels:
                 channel = RTCDataChannel(self.sctp, params)
                 channel.on("message", lambda message, label=label: self._message(label, message))

@@ -487,6 +487,10 @@ impl SendPipeline {
         let totals = Arc::new(SendTotals::default());
         let thread_totals = totals.clone();
         let thread = std::thread::Builder::new().name("trackyard-send".into()).spawn(move || {
+            let send = |q: &mut SendQueue| {
+                q.flush(&socket);
+                thread_totals.take_from(q);
+            };
             while let Ok(mut q) = full_rx.recv() {
                 // queues that filled while the last ones were being sent leave together: a
                 // peer's datagrams from several of them can share GSO messages, and nothing
@@ -494,14 +498,12 @@ impl SendPipeline {
                 let mut open = true;
                 while let Ok(mut more) = full_rx.try_recv() {
                     if !q.absorb(&mut more) {
-                        q.flush(&socket);
-                        thread_totals.take_from(&mut q);
+                        send(&mut q);
                         std::mem::swap(&mut q, &mut more);
                     }
                     open &= empty_tx.send(more).is_ok();
                 }
-                q.flush(&socket);
-                thread_totals.take_from(&mut q);
+                send(&mut q);
                 if !open || empty_tx.send(q).is_err() {
                     break;
                 }
