@@ -60,3 +60,24 @@ def test_paced_fanout_follows_the_presets_pace(report):
         # paced, not as fast as possible: the ingress is spread over the run's duration
         assert r["wall_s"] >= 0.9 * pace["secs"], label
         assert 0 < r["messages"] <= r["egress_packets"], label
+        assert pace["preset"] == pace["load"].replace(" ", "-"), label
+
+
+def test_paced_runs_only_the_rows_of_the_presets_asked_for(tmp_path):
+    """`--paced` (what bench/floor_ratio.py uses) picks (d)'s rows by `trackyard bench` preset."""
+    out = tmp_path / "d.json"
+    proc = subprocess.run(["cargo", "run", "--quiet", "--release", "--bin", "forward_bench", "--",
+                           "--quick", "--sections", "d", "--paced", "join-storm,livestream", "--out", str(out)],
+                          cwd=BENCH, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["fanout_udp_loopback"] == []
+    rows = [(r["pace"]["preset"], r["subscribers"]) for r in report["fanout_udp_paced"]]
+    assert rows == [("livestream", 500), ("livestream", 1000), ("join-storm", 500)]
+
+    bad = subprocess.run(["cargo", "run", "--quiet", "--release", "--bin", "forward_bench", "--",
+                          "--quick", "--sections", "d", "--paced", "meeting", "--out", str(tmp_path / "x.json")],
+                         cwd=BENCH, capture_output=True, text=True, timeout=900)
+    assert bad.returncode == 2
+    assert "no (d) row stands for \"meeting\"" in bad.stderr
+    assert not (tmp_path / "x.json").exists()

@@ -1,7 +1,8 @@
 //! Forwarding micro-benchmark of trackyard-core, no WebRTC, no Python.
 //!
 //! `cargo run --release --bin forward_bench` (from rust/bench; `--quick` for a smoke run,
-//! `--out PATH` for the JSON, default `<repo>/bench/out/forward_bench.json`).
+//! `--out PATH` for the JSON, default `<repo>/bench/out/forward_bench.json`; `--sections`
+//! picks among a–d, `--paced join-storm` runs only (d)'s rows for that preset).
 //!
 //! - (a) crypto floor: SRTP protect and unprotect of one packet, in place, keys set once,
 //!   per profile and size. Nothing cheaper per egress packet is possible with this SRTP code.
@@ -67,6 +68,8 @@ struct Config {
     quick: bool,
     out: String,
     sections: String,
+    /// (d) only for these `trackyard bench` presets (empty: every row)
+    paced: Vec<String>,
 }
 
 // ---------------------------------------------------------------- helpers
@@ -756,6 +759,8 @@ struct IoResult {
 #[derive(Clone, Copy)]
 struct Pace {
     label: &'static str,
+    /// the `trackyard bench` preset the row stands for (`--paced` selects by it)
+    preset: &'static str,
     per_s: u32,
     burst: usize,
     secs: f64,
@@ -1014,13 +1019,15 @@ fn run_io(cfg: &Config) -> Vec<IoResult> {
 /// each receive batch is smaller, so sends coalesce less and wake-ups cost more per packet.
 fn run_paced(cfg: &Config) -> Vec<IoResult> {
     let secs = if cfg.quick { 2.0 } else { 10.0 };
-    let audio = Pace { label: "audio room", per_s: 500, burst: 1, secs };
-    let video = Pace { label: "livestream", per_s: 30, burst: 7, secs };
-    let storm = Pace { label: "join storm", per_s: 50, burst: 1, secs };
-    let small = Pace { label: "small rooms", per_s: 14_000, burst: 1, secs };
+    let audio = Pace { label: "audio room", preset: "audio-room", per_s: 500, burst: 1, secs };
+    let video = Pace { label: "livestream", preset: "livestream", per_s: 30, burst: 7, secs };
+    let storm = Pace { label: "join storm", preset: "join-storm", per_s: 50, burst: 1, secs };
+    let small = Pace { label: "small rooms", preset: "small-rooms", per_s: 14_000, burst: 1, secs };
     let mut out = Vec::new();
-    for (pace, size, n) in [(audio, 100usize, 400usize), (audio, 100, 800), (video, 1200, 500), (video, 1200, 1000),
-                            (storm, 100, 500), (small, 1200, 3)] {
+    let rows = [(audio, 100usize, 400usize), (audio, 100, 800), (video, 1200, 500), (video, 1200, 1000),
+                (storm, 100, 500), (small, 1200, 3)];
+    let chosen = rows.into_iter().filter(|(p, ..)| cfg.paced.is_empty() || cfg.paced.iter().any(|k| k == p.preset));
+    for (pace, size, n) in chosen {
         let max = Duration::from_secs_f64(secs + 3.0);
         let r = io_once(SrtpProfile::AeadAes128Gcm, true, size, n, 0, max, Some(pace));
         eprintln!(
@@ -1050,6 +1057,7 @@ fn main() {
         )
         .into(),
         sections: "abcd".into(),
+        paced: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -1057,8 +1065,17 @@ fn main() {
             "--quick" => cfg.quick = true,
             "--out" => cfg.out = args.next().expect("--out PATH"),
             "--sections" => cfg.sections = args.next().expect("--sections abcd"),
+            "--paced" => {
+                let list = args.next().expect("--paced PRESET[,PRESET]");
+                cfg.paced = list.split(',').map(str::to_string).collect();
+                const KNOWN: [&str; 4] = ["audio-room", "livestream", "join-storm", "small-rooms"];
+                if let Some(bad) = cfg.paced.iter().find(|k| !KNOWN.contains(&k.as_str())) {
+                    eprintln!("--paced: no (d) row stands for {bad:?}; one of {}", KNOWN.join(", "));
+                    std::process::exit(2);
+                }
+            }
             "-h" | "--help" => {
-                println!("forward_bench [--quick] [--out PATH] [--sections abcd]");
+                println!("forward_bench [--quick] [--out PATH] [--sections abcd] [--paced PRESET[,PRESET]]");
                 return;
             }
             other => panic!("unknown argument {other}"),
@@ -1257,7 +1274,7 @@ fn main() {
         .map(|r| {
             format!(
                 "    {{\"pace\": {}, \"profile\": {}, \"gso\": {}, \"messages\": {}, \"size\": {}, \"subscribers\": {}, \"ingress_packets\": {}, \"egress_packets\": {}, \"delivered_packets\": {}, \"wall_s\": {:.3}, \"egress_pps\": {:.0}, \"cpu_us_per_egress_pkt_process\": {:.3}, \"cpu_us_per_egress_pkt_forwarder\": {:.3}, \"cpu_s_sender\": {:.3}, \"cpu_s_forwarder\": {:.3}, \"cpu_s_sinks\": {:.3}, \"cpu_s_process\": {:.3}, \"hit_time_limit\": {}}}",
-                r.pace.map_or("null".to_string(), |p| format!("{{\"load\": {}, \"bursts_per_s\": {}, \"burst\": {}, \"secs\": {}}}", json_str(p.label), p.per_s, p.burst, p.secs)),
+                r.pace.map_or("null".to_string(), |p| format!("{{\"load\": {}, \"preset\": {}, \"bursts_per_s\": {}, \"burst\": {}, \"secs\": {}}}", json_str(p.label), json_str(p.preset), p.per_s, p.burst, p.secs)),
                 json_str(r.profile.name()), r.gso, r.messages, r.size, r.n, r.ingress, r.egress, r.delivered, r.wall_s, r.egress_pps,
                 r.process_cpu_us, r.fwd_cpu_us, r.sender_cpu_s, r.fwd_cpu_s, r.sink_cpu_s, r.process_cpu_s, r.hit_time_limit
             )
