@@ -170,7 +170,13 @@ struct Transport {
     rtcp_rx: u64,
     srtp_failures: u64,
     rtcp_sent: u64,
+    /// SRTP that arrived before this side's keys were installed (the server finishes DTLS one
+    /// flight before we do, and may forward at once), with its arrival time; replayed on SetSrtp.
+    early: Vec<(u64, Vec<u8>)>,
 }
+
+/// How many early SRTP packets a transport holds until its keys are set; more count as unknown.
+const EARLY_MAX: usize = 64;
 
 impl Transport {
     fn media_ready(&self) -> bool {
@@ -326,6 +332,7 @@ impl Worker {
                     rtcp_rx: 0,
                     srtp_failures: 0,
                     rtcp_sent: 0,
+                    early: Vec::new(),
                 });
             }
             Command::SetRemote { id, ufrag, pwd, controlling } => {
@@ -355,6 +362,7 @@ impl Worker {
                         t.rx_srtp = SrtpContext::new(profile, &remote[..kl], &remote[kl..]).ok();
                     }
                 }
+                self.replay_early(id);
                 self.schedule(id);
             }
             Command::SetExtensions { id, ext } => {
@@ -584,10 +592,28 @@ impl Worker {
         }
     }
 
+    /// Decrypt what arrived before the keys, as of when it arrived; without keys it stays unknown.
+    fn replay_early(&mut self, id: u32) {
+        let Some(t) = self.transports.get_mut(&id) else { return };
+        let early = std::mem::take(&mut t.early);
+        if t.rx_srtp.is_none() {
+            self.unknown_packets += early.len() as u64;
+            return;
+        }
+        for (at, packet) in early {
+            self.buf[..packet.len()].copy_from_slice(&packet);
+            self.on_srtp(id, packet.len(), at);
+        }
+    }
+
     fn on_srtp(&mut self, id: u32, len: usize, now: u64) {
         let Some(t) = self.transports.get_mut(&id) else { return };
         let Some(rx) = t.rx_srtp.as_mut() else {
-            self.unknown_packets += 1;
+            if t.early.len() < EARLY_MAX {
+                t.early.push((now, self.buf[..len].to_vec()));
+            } else {
+                self.unknown_packets += 1;
+            }
             return;
         };
         let buf = &mut self.buf[..len];
@@ -789,4 +815,71 @@ fn write_reports(t: &mut Transport, now: u64, buf: &mut [u8]) -> Option<usize> {
         pos += write_sdes_cname(&mut buf[pos..room], ssrc, &t.cname).ok()?;
     }
     t.tx_srtp.as_mut()?.protect_rtcp(buf, pos).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 30] = [7u8; 30];
+
+    fn worker() -> Worker {
+        let (_tx, rx) = std::sync::mpsc::channel();
+        let w = Worker::new(rx, Arc::new(Notifier::new().unwrap()), Arc::new(LgEvents::new(16).unwrap()));
+        let mut w = w.unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        w.apply(Command::AddTransport { id: 1, socket, ufrag: "u".into(), pwd: "p".repeat(22) });
+        w
+    }
+
+    /// An RTP packet as the server would send it, protected with the key our side receives with.
+    fn server_packet(seq: u16) -> Vec<u8> {
+        let mut pkt = vec![0x80, 111, (seq >> 8) as u8, seq as u8, 0, 0, 0, 1, 0, 0, 0, 42];
+        pkt.extend_from_slice(&[0xAB; 60]);
+        let mut server = SrtpContext::new(SrtpProfile::Aes128CmHmacSha1_80, &KEY[..16], &KEY[16..]).unwrap();
+        server.protect_rtp_vec(&mut pkt).unwrap();
+        pkt
+    }
+
+    fn deliver(w: &mut Worker, pkt: &[u8], at: u64) {
+        w.buf[..pkt.len()].copy_from_slice(pkt);
+        w.on_datagram(1, pkt.len(), "127.0.0.1:9".parse().unwrap(), at);
+    }
+
+    fn set_keys(w: &mut Worker, remote: &[u8]) {
+        let local = vec![9u8; 30];
+        w.apply(Command::SetSrtp { id: 1, profile: SrtpProfile::Aes128CmHmacSha1_80, local, remote: remote.to_vec() });
+    }
+
+    fn received(w: &Worker) -> u64 {
+        w.snapshot(false).transports.iter().flat_map(|t| &t.rx).map(|s| s.packets).sum()
+    }
+
+    #[test]
+    fn srtp_before_the_keys_is_counted_once_they_are_set() {
+        let mut w = worker();
+        deliver(&mut w, &server_packet(1), 1_000);
+        deliver(&mut w, &server_packet(2), 2_000);
+        assert_eq!(received(&w), 0);
+        set_keys(&mut w, &KEY);
+        deliver(&mut w, &server_packet(3), 3_000);
+        let snap = w.snapshot(false);
+        let rx = &snap.transports[0].rx;
+        assert_eq!((rx.len(), rx[0].packets, rx[0].lost), (1, 3, 0));
+        assert_eq!(rx[0].first_unix_us, 1_000, "an early packet keeps its arrival time");
+        assert_eq!((snap.unknown_packets, snap.transports[0].srtp_failures), (0, 0));
+    }
+
+    #[test]
+    fn early_srtp_beyond_the_bound_or_under_wrong_keys_is_not_counted_as_received() {
+        let mut w = worker();
+        for seq in 0..(EARLY_MAX as u16 + 5) {
+            deliver(&mut w, &server_packet(seq), 1_000);
+        }
+        assert_eq!(w.snapshot(false).unknown_packets, 5);
+        set_keys(&mut w, &[1u8; 30]);
+        let snap = w.snapshot(false);
+        assert_eq!(received(&w), 0);
+        assert_eq!(snap.transports[0].srtp_failures, EARLY_MAX as u64);
+    }
 }
