@@ -11,8 +11,8 @@ and reports every round's pair, the medians and the median ratio.
     .venv/bin/python bench/floor_ratio.py join-storm --runs 3
     .venv/bin/python bench/floor_ratio.py audio-room --subscribers 800
 
-Presets with a (d) row: audio-room (400, 800), livestream (500, 1000), join-storm (500),
-small-rooms (its one row). Writes bench/out/floor-ratio-<preset>-<time>.json (git-ignored)
+Every preset has (d) rows: audio-room (400, 800), livestream (500, 1000), join-storm (500),
+small-rooms and meeting (one row each, the preset's own mix of streams). Writes bench/out/floor-ratio-<preset>-<time>.json (git-ignored)
 and prints a markdown table. Bounded: each round is one 10 s (d) run and one preset run.
 Needs the engine build (scripts/bootstrap); builds forward_bench if it is missing.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FORWARD_BENCH = ROOT / "target/bench/release/forward_bench"
-DEFAULT_SUBSCRIBERS = {"audio-room": 400, "livestream": 500, "join-storm": 500, "small-rooms": None}
+DEFAULT_SUBSCRIBERS = {"audio-room": 400, "livestream": 500, "join-storm": 500, "small-rooms": None, "meeting": None}
 
 
 def floor_run(preset: str, subscribers: int | None, out: Path) -> float:

@@ -47,20 +47,30 @@ def test_saturated_fanout_numbers_add_up(report):
 
 def test_paced_fanout_follows_the_presets_pace(report):
     rows = report["fanout_udp_paced"]
-    loads = [(r["pace"]["load"], r["size"], r["subscribers"]) for r in rows]
-    assert loads == [("audio room", 100, 400), ("audio room", 100, 800), ("livestream", 1200, 500),
-                     ("livestream", 1200, 1000), ("join storm", 100, 500), ("small rooms", 1200, 3)]
+    loads = [(r["pace"]["load"], r["pace"]["rooms"], r["subscribers"]) for r in rows]
+    assert loads == [("audio room", 1, 400), ("audio room", 1, 800), ("livestream", 1, 500),
+                     ("livestream", 1, 1000), ("join storm", 1, 500), ("small rooms", 50, 4), ("meeting", 1, 25)]
     for r in rows:
         pace, label = r["pace"], f"{r['pace']['load']} N={r['subscribers']}"
         assert r["gso"] is True and r["profile"] == "SRTP_AEAD_AES_128_GCM", label
         assert not r["hit_time_limit"], label
-        assert r["ingress_packets"] == int(pace["bursts_per_s"] * pace["secs"]) * pace["burst"], label
-        assert r["egress_packets"] == r["ingress_packets"] * r["subscribers"], label
+        # every stream sent its bursts, and each packet of a forwarded stream reached every
+        # sink of its room (and no sink of another room)
+        per_stream = [(c, int(c["bursts_per_s"] * pace["secs"]) * c["burst"]) for c in pace["classes"]]
+        ingress = pace["rooms"] * sum(c["streams_per_room"] * n for c, n in per_stream)
+        egress = pace["rooms"] * sum(c["streams_per_room"] * n for c, n in per_stream if c["forwarded"])
+        assert r["ingress_packets"] == ingress, label
+        assert r["egress_packets"] == egress * r["subscribers"], label
         assert r["delivered_packets"] >= 0.99 * r["egress_packets"], label
         # paced, not as fast as possible: the ingress is spread over the run's duration
         assert r["wall_s"] >= 0.9 * pace["secs"], label
         assert 0 < r["messages"] <= r["egress_packets"], label
         assert pace["preset"] == pace["load"].replace(" ", "-"), label
+    # the mixed rows send what the presets' load generator sends: small rooms 14,000 packets/s
+    # in, 44,000 out; the meeting 8,750 in (25 audio, 25 × 3 simulcast layers), 40,250 out
+    secs = rows[0]["pace"]["secs"]
+    assert (rows[5]["ingress_packets"] / secs, rows[5]["egress_packets"] / secs) == (14_000, 44_000)
+    assert (rows[6]["ingress_packets"] / secs, rows[6]["egress_packets"] / secs) == (8_750, 40_250)
 
 
 def test_paced_runs_only_the_rows_of_the_presets_asked_for(tmp_path):
@@ -76,8 +86,8 @@ def test_paced_runs_only_the_rows_of_the_presets_asked_for(tmp_path):
     assert rows == [("livestream", 500), ("livestream", 1000), ("join-storm", 500)]
 
     bad = subprocess.run(["cargo", "run", "--quiet", "--release", "--bin", "forward_bench", "--",
-                          "--quick", "--sections", "d", "--paced", "meeting", "--out", str(tmp_path / "x.json")],
+                          "--quick", "--sections", "d", "--paced", "webinar", "--out", str(tmp_path / "x.json")],
                          cwd=BENCH, capture_output=True, text=True, timeout=900)
     assert bad.returncode == 2
-    assert "no (d) row stands for \"meeting\"" in bad.stderr
+    assert "no (d) row stands for \"webinar\"" in bad.stderr
     assert not (tmp_path / "x.json").exists()

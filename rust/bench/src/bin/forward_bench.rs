@@ -754,16 +754,72 @@ struct IoResult {
     hit_time_limit: bool,
 }
 
-/// Ingress at a preset's pace instead of as fast as the forwarder takes it: `burst` packets
-/// `per_s` times a second for `secs` (section d).
+/// One kind of ingress stream in a paced load: in every room, `per_room` streams, each sending
+/// `burst` packets of `size` bytes `per_s` times a second, forwarded to every sink of its room
+/// (`forwarded`) or to none (a simulcast layer nobody asked for: received and processed only).
 #[derive(Clone, Copy)]
+struct Class {
+    per_room: usize,
+    size: usize,
+    per_s: u32,
+    burst: usize,
+    forwarded: bool,
+}
+
+/// Ingress at a preset's pace instead of as fast as the forwarder takes it (section d): `rooms`
+/// rooms, each with its own N sinks and the streams of `classes`, for `secs`.
+#[derive(Clone)]
 struct Pace {
     label: &'static str,
     /// the `trackyard bench` preset the row stands for (`--paced` selects by it)
     preset: &'static str,
+    secs: f64,
+    rooms: usize,
+    classes: Vec<Class>,
+}
+
+/// One ingress stream as the sender and the forwarder see it.
+struct StreamPlan {
+    size: usize,
+    /// bursts per second; 0: unpaced, as fast as the forwarder takes packets (section c)
     per_s: u32,
     burst: usize,
-    secs: f64,
+    packets: u64,
+    /// the sinks it is forwarded to
+    sinks: std::ops::Range<usize>,
+}
+
+/// The streams of a run and how many sinks it has: unpaced, one stream to `n` sinks;
+/// paced, every class's streams in every room, SSRC `PUB_SSRC + index`.
+fn stream_plans(pace: Option<&Pace>, size: usize, n: usize, target_egress: u64) -> (Vec<StreamPlan>, usize) {
+    let Some(p) = pace else {
+        let packets = target_egress.div_ceil(n as u64).max(50);
+        return (vec![StreamPlan { size, per_s: 0, burst: 32, packets, sinks: 0..n }], n);
+    };
+    let mut plans = Vec::new();
+    for room in 0..p.rooms {
+        for c in &p.classes {
+            for _ in 0..c.per_room {
+                plans.push(StreamPlan {
+                    size: c.size,
+                    per_s: c.per_s,
+                    burst: c.burst,
+                    packets: (c.per_s as f64 * p.secs) as u64 * c.burst as u64,
+                    sinks: if c.forwarded { room * n..(room + 1) * n } else { 0..0 },
+                });
+            }
+        }
+    }
+    (plans, p.rooms * n)
+}
+
+/// The forwarder's state for one ingress stream: its publisher's context, the once-per-ingress
+/// state and one down-track per sink it goes to.
+struct FwdStream {
+    rx: SrtpContext,
+    source: Source,
+    subs: Vec<Sub>,
+    first_sink: usize,
 }
 
 fn io_once(
@@ -786,23 +842,24 @@ fn io_once(
         std::net::SocketAddr::V4(a) => a,
         _ => unreachable!(),
     };
-    let sinks: Vec<UdpSocket> = (0..n)
+    let (plans, total_sinks) = stream_plans(pace.as_ref(), size, n, target_egress);
+    let sinks: Vec<UdpSocket> = (0..total_sinks)
         .map(|_| {
             let s = UdpSocket::bind(SocketAddrV4::new(lo, 0)).expect("bind sink");
             s.set_nonblocking(true).unwrap();
             set_buf(
                 &s,
                 libc::SO_RCVBUF,
-                if n <= 10 { 16 << 20 } else { 1 << 20 },
+                if total_sinks <= 10 { 16 << 20 } else { 1 << 20 },
             );
             s
         })
         .collect();
     let sink_addrs: Vec<std::net::SocketAddr> = sinks.iter().map(|s| s.local_addr().unwrap()).collect();
-    let ingress_target = match pace {
-        Some(p) => (p.per_s as f64 * p.secs) as u64 * p.burst as u64,
-        None => target_egress.div_ceil(n as u64).max(50),
-    };
+    let ingress_target: u64 = plans.iter().map(|p| p.packets).sum();
+    let paced = pace.is_some();
+    // what the sender needs of the plans (they stay with the forwarder)
+    let sends: Vec<(usize, u32, usize, u64)> = plans.iter().map(|p| (p.size, p.per_s, p.burst, p.packets)).collect();
     let processed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(Barrier::new(3));
@@ -819,43 +876,84 @@ fn io_once(
             let sock = UdpSocket::bind(SocketAddrV4::new(lo, 0)).expect("bind sender");
             set_buf(&sock, libc::SO_SNDBUF, 4 << 20);
             let fd = sock.as_raw_fd();
-            let mut tx = context(profile, 7);
-            let template = plain_packet(size, 0, 0);
-            let mut batch = SendBatch::new(size + 64);
-            let mut scratch = Vec::with_capacity(size + 64);
+            let largest = sends.iter().map(|s| s.0).max().unwrap_or(size);
+            // per stream: its publisher's context, its packet template, packets sent so far
+            let mut streams: Vec<(SrtpContext, Vec<u8>, u64)> = sends
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let mut template = plain_packet(s.0, 0, 0);
+                    template[8..12].copy_from_slice(&(PUB_SSRC + i as u32).to_be_bytes());
+                    (context(profile, 7 + i as u32), template, 0)
+                })
+                .collect();
+            let mut batch = SendBatch::new(largest + 64);
+            let mut scratch = Vec::with_capacity(largest + 64);
             let dest = sockaddr(fwd_addr);
+            // paced: each stream's next burst, staggered within its period (publishers are
+            // not in step); stream 0 starts at once
+            let mut due: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> = sends
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.1 > 0)
+                .map(|(i, s)| std::cmp::Reverse((((i as f64 * 0.618_034) % 1.0 * 1e9 / s.1 as f64) as u64, i)))
+                .collect();
             barrier.wait();
             let c0 = thread_cpu();
             let start = Instant::now();
             let mut sent = 0u64;
-            let mut next_burst = start;
             while sent < ingress_target
                 && !stop.load(Ordering::Relaxed)
                 && start.elapsed() < deadline_after
             {
-                let k = if let Some(p) = pace {
-                    // paced: a burst on schedule, whatever the forwarder is doing
-                    let now = Instant::now();
-                    if now < next_burst {
-                        std::thread::sleep(next_burst - now);
+                batch.n = 0;
+                if paced {
+                    // paced: the bursts on schedule, whatever the forwarder is doing; those due
+                    // together leave in one sendmmsg
+                    let Some(&std::cmp::Reverse((at_ns, _))) = due.peek() else { break };
+                    let wait = Duration::from_nanos(at_ns).saturating_sub(start.elapsed());
+                    if !wait.is_zero() {
+                        std::thread::sleep(wait);
                     }
-                    next_burst += Duration::from_secs_f64(1.0 / p.per_s as f64);
-                    p.burst.min((ingress_target - sent) as usize)
+                    let now_ns = start.elapsed().as_nanos() as u64;
+                    while let Some(&std::cmp::Reverse((at_ns, i))) = due.peek() {
+                        let (_, per_s, burst, packets) = sends[i];
+                        if at_ns > now_ns || batch.n + burst > BATCH {
+                            break;
+                        }
+                        due.pop();
+                        let (tx, template, done) = &mut streams[i];
+                        let k = burst.min((packets - *done) as usize);
+                        for j in 0..k {
+                            make_ingress(tx, template, (*done + j as u64) as u16, &mut scratch);
+                            let b = batch.n + j;
+                            batch.bufs[b][..scratch.len()].copy_from_slice(&scratch);
+                            batch.lens[b] = scratch.len();
+                            batch.dests[b] = dest;
+                        }
+                        batch.n += k;
+                        *done += k as u64;
+                        if *done < packets {
+                            due.push(std::cmp::Reverse((at_ns + 1_000_000_000 / u64::from(per_s), i)));
+                        }
+                    }
                 } else {
                     let room = (processed.load(Ordering::Acquire) + WINDOW).saturating_sub(sent);
                     if room < 16 {
                         std::thread::sleep(Duration::from_micros(20));
                         continue;
                     }
-                    (room as usize).min(32).min((ingress_target - sent) as usize)
-                };
-                for i in 0..k {
-                    make_ingress(&mut tx, &template, (sent + i as u64) as u16, &mut scratch);
-                    batch.bufs[i][..scratch.len()].copy_from_slice(&scratch);
-                    batch.lens[i] = scratch.len();
-                    batch.dests[i] = dest;
+                    let k = (room as usize).min(32).min((ingress_target - sent) as usize);
+                    let (tx, template, done) = &mut streams[0];
+                    for i in 0..k {
+                        make_ingress(tx, template, (*done + i as u64) as u16, &mut scratch);
+                        batch.bufs[i][..scratch.len()].copy_from_slice(&scratch);
+                        batch.lens[i] = scratch.len();
+                        batch.dests[i] = dest;
+                    }
+                    batch.n = k;
+                    *done += k as u64;
                 }
-                batch.n = k;
                 sent += batch.flush(fd);
             }
             (thread_cpu() - c0, sent)
@@ -916,10 +1014,16 @@ fn io_once(
 
     // the forwarder, on this thread
     let fd = fwd_sock.as_raw_fd();
-    let mut rx = context(profile, 7);
-    let video = size > 200;
-    let mut source = Source::new(video);
-    let mut subs = subscribers(profile, n, video);
+    let mut streams: Vec<FwdStream> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| FwdStream {
+            rx: context(profile, 7 + i as u32),
+            source: Source::new(p.size > 200),
+            subs: subscribers(profile, p.sinks.len(), p.size > 200),
+            first_sink: p.sinks.start,
+        })
+        .collect();
     let mut rb = RecvBatch::new(2048);
     let mut sq = SendQueue::new(gso);
     let mut ingress = 0u64;
@@ -937,14 +1041,16 @@ fn io_once(
         for i in 0..k {
             let len = rb.len(i);
             let pkt = &mut rb.bufs[i][..len];
-            let plain_len = rx.unprotect_rtp(pkt).expect("unprotect");
+            let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
+            let s = &mut streams[ssrc.wrapping_sub(PUB_SSRC) as usize];
+            let plain_len = s.rx.unprotect_rtp(pkt).expect("unprotect");
             let now_us = ingress * 1000;
-            let src = source.on_packet(&rb.bufs[i][..plain_len], now_us);
-            for sub in subs.iter_mut() {
+            let src = s.source.on_packet(&rb.bufs[i][..plain_len], now_us);
+            for (j, sub) in s.subs.iter_mut().enumerate() {
                 let plain = &rb.bufs[i][..plain_len];
                 let out_len = egress_one(sub, src, plain, now_us, sq.slot(&fwd_sock));
                 if out_len > 0 {
-                    sq.push(out_len, &sink_addrs[(sub.ssrc - 0x1000_0000) as usize]);
+                    sq.push(out_len, &sink_addrs[s.first_sink + j]);
                 }
             }
             ingress += 1;
@@ -1010,30 +1116,46 @@ fn run_io(cfg: &Config) -> Vec<IoResult> {
     out
 }
 
-/// (d): the fan-out at the pace of `trackyard bench` presets, GSO on (the engine's default):
-/// the audio room (10 Opus-like streams of 50 packets/s: one 100 B packet every 2 ms), the
-/// livestream's forwarded layer (720p at 30 fps, 1.7 Mbit/s: 7 packets of 1200 B per frame),
-/// the join storm's one audio stream to 500, and the small rooms' packet rate (14,000 packets
-/// a second, each to 3 subscribers on average; one stream stands for the preset's 200). The
-/// forwarder thread's CPU per egress packet is the floor for that load: below saturation
-/// each receive batch is smaller, so sends coalesce less and wake-ups cost more per packet.
+/// (d): the fan-out at the pace of `trackyard bench` presets, GSO on (the engine's default),
+/// with the packet counts and sizes the load generator sends (delta frames; its keyframe every
+/// 3 s adds ~2 % of the video packets). The audio room's 10 Opus-like streams of 50 packets/s
+/// as one 100 B packet every 2 ms; the livestream's forwarded 720p layer (1.7 Mbit/s at 30 fps:
+/// 7 packets of 1200 B per frame); the join storm's one audio stream to 500; the small rooms'
+/// 50 rooms of 4 subscribers with 2 audio streams and 2 simulcast publishers each (360p layer
+/// forwarded, 180p layer received only); the meeting's 25 audio streams, 1 speaker in 720p and
+/// 5 tiles in 180p forwarded to 25 subscribers, the other 69 layers received only. The
+/// forwarder thread's CPU per egress packet is the floor for that load: below saturation each
+/// receive batch is smaller, so sends coalesce less and wake-ups cost more per packet.
 fn run_paced(cfg: &Config) -> Vec<IoResult> {
     let secs = if cfg.quick { 2.0 } else { 10.0 };
-    let audio = Pace { label: "audio room", preset: "audio-room", per_s: 500, burst: 1, secs };
-    let video = Pace { label: "livestream", preset: "livestream", per_s: 30, burst: 7, secs };
-    let storm = Pace { label: "join storm", preset: "join-storm", per_s: 50, burst: 1, secs };
-    let small = Pace { label: "small rooms", preset: "small-rooms", per_s: 14_000, burst: 1, secs };
+    let class = |per_room, size, per_s, burst, forwarded| Class { per_room, size, per_s, burst, forwarded };
+    let mix = |label, preset, rooms, classes| Pace { label, preset, secs, rooms, classes };
+    let audio = mix("audio room", "audio-room", 1, vec![class(1, 100, 500, 1, true)]);
+    let video = mix("livestream", "livestream", 1, vec![class(1, 1200, 30, 7, true)]);
+    let storm = mix("join storm", "join-storm", 1, vec![class(1, 100, 50, 1, true)]);
+    // the load generator's streams per room: Opus-like audio (100 B, 50/s) and the layers q
+    // 180p 150 kbit/s at 15 fps (2 packets of 653 B), h 360p 500 kbit/s at 30 fps (2 of
+    // 1069 B), f 720p 1.7 Mbit/s at 30 fps (7 of 1039 B)
+    let opus = |n, fwd| class(n, 100, 50, 1, fwd);
+    let (q, h, f) = (|n, fwd| class(n, 653, 15, 2, fwd), |n, fwd| class(n, 1069, 30, 2, fwd),
+                     |n, fwd| class(n, 1039, 30, 7, fwd));
+    let small = mix("small rooms", "small-rooms", 50, vec![opus(2, true), h(2, true), q(2, false)]);
+    let meeting = mix("meeting", "meeting", 1, vec![opus(25, true), f(1, true), q(5, true), q(20, false),
+                                                    h(25, false), f(24, false)]);
     let mut out = Vec::new();
-    let rows = [(audio, 100usize, 400usize), (audio, 100, 800), (video, 1200, 500), (video, 1200, 1000),
-                (storm, 100, 500), (small, 1200, 3)];
-    let chosen = rows.into_iter().filter(|(p, ..)| cfg.paced.is_empty() || cfg.paced.iter().any(|k| k == p.preset));
-    for (pace, size, n) in chosen {
+    let rows = [(audio.clone(), 400usize), (audio, 800), (video.clone(), 500), (video, 1000), (storm, 500),
+                (small, 4), (meeting, 25)];
+    let chosen = rows.into_iter().filter(|(p, _)| cfg.paced.is_empty() || cfg.paced.iter().any(|k| k == p.preset));
+    for (pace, n) in chosen {
         let max = Duration::from_secs_f64(secs + 3.0);
+        let (label, size, rooms, streams) = (pace.label, pace.classes[0].size, pace.rooms,
+                                             pace.rooms * pace.classes.iter().map(|c| c.per_room).sum::<usize>());
         let r = io_once(SrtpProfile::AeadAes128Gcm, true, size, n, 0, max, Some(pace));
         eprintln!(
-            "  paced {:<11} {:>5} B N={:<5}: {:.0} egress pkt/s, {:.1} datagrams/message, forwarder {:.2} µs/egress, delivered {:.2}%{}",
-            pace.label,
-            size,
+            "  paced {:<11} {} stream(s), {} room(s) of N={:<5}: {:.0} egress pkt/s, {:.1} datagrams/message, forwarder {:.2} µs/egress, delivered {:.2}%{}",
+            label,
+            streams,
+            rooms,
             n,
             r.egress_pps,
             r.egress as f64 / r.messages.max(1) as f64,
@@ -1045,6 +1167,9 @@ fn run_paced(cfg: &Config) -> Vec<IoResult> {
     }
     out
 }
+
+/// The presets (d) has rows for.
+const PACED_PRESETS: [&str; 5] = ["audio-room", "livestream", "join-storm", "small-rooms", "meeting"];
 
 // ---------------------------------------------------------------- output
 
@@ -1068,9 +1193,8 @@ fn main() {
             "--paced" => {
                 let list = args.next().expect("--paced PRESET[,PRESET]");
                 cfg.paced = list.split(',').map(str::to_string).collect();
-                const KNOWN: [&str; 4] = ["audio-room", "livestream", "join-storm", "small-rooms"];
-                if let Some(bad) = cfg.paced.iter().find(|k| !KNOWN.contains(&k.as_str())) {
-                    eprintln!("--paced: no (d) row stands for {bad:?}; one of {}", KNOWN.join(", "));
+                if let Some(bad) = cfg.paced.iter().find(|k| !PACED_PRESETS.contains(&k.as_str())) {
+                    eprintln!("--paced: no (d) row stands for {bad:?}; one of {}", PACED_PRESETS.join(", "));
                     std::process::exit(2);
                 }
             }
@@ -1216,15 +1340,15 @@ fn main() {
         }
     }
     if !paced.is_empty() {
-        let _ = writeln!(md, "\n**(d) Paced like the presets** — (c) with GSO and AEAD-AES-128-GCM, the ingress sent at a `trackyard bench` preset's pace for {:.0} s instead of as fast as the forwarder takes it: audio room = one 100 B packet every 2 ms (10 streams × 50/s), livestream = 7 packets of 1200 B per frame at 30 fps (the forwarded 720p layer), join storm = one 100 B packet every 20 ms, small rooms = 14,000 packets/s (one stream for the preset's 200) to 3 sinks. The forwarder thread's CPU per egress packet is the floor at that load\n", paced[0].pace.map_or(0.0, |p| p.secs));
+        let _ = writeln!(md, "\n**(d) Paced like the presets** — (c) with GSO and AEAD-AES-128-GCM, the ingress sent at a `trackyard bench` preset's pace for {:.0} s instead of as fast as the forwarder takes it: audio room = one 100 B packet every 2 ms (10 streams × 50/s), livestream = 7 packets of 1200 B per frame at 30 fps (the forwarded 720p layer), join storm = one 100 B packet every 20 ms, small rooms = 50 rooms of 4 sinks, each fed by 2 audio streams and 2 publishers' 360p (forwarded) and 180p (not) layers, meeting = 25 audio streams, one 720p and five 180p layers to 25 sinks and 69 layers received only. N is per room. The forwarder thread's CPU per egress packet is the floor at that load\n", paced[0].pace.as_ref().map_or(0.0, |p| p.secs));
         let _ = writeln!(md, "| load | packet | N | egress pkt/s | datagrams per message | forwarder thread CPU µs/egress | forwarder CPU % of a core | delivered |");
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
         for r in &paced {
             let _ = writeln!(
                 md,
-                "| {} | {} B | {} | {:.0} k | {:.1} | {:.2} | {:.0} | {:.1}%{} |",
-                r.pace.map_or("", |p| p.label),
-                r.size,
+                "| {} | {} | {} | {:.0} k | {:.1} | {:.2} | {:.0} | {:.1}%{} |",
+                r.pace.as_ref().map_or("", |p| p.label),
+                r.pace.as_ref().filter(|p| p.classes.len() > 1).map_or(format!("{} B", r.size), |_| "mixed".into()),
                 r.n,
                 r.egress_pps / 1e3,
                 r.egress as f64 / r.messages.max(1) as f64,
@@ -1274,7 +1398,13 @@ fn main() {
         .map(|r| {
             format!(
                 "    {{\"pace\": {}, \"profile\": {}, \"gso\": {}, \"messages\": {}, \"size\": {}, \"subscribers\": {}, \"ingress_packets\": {}, \"egress_packets\": {}, \"delivered_packets\": {}, \"wall_s\": {:.3}, \"egress_pps\": {:.0}, \"cpu_us_per_egress_pkt_process\": {:.3}, \"cpu_us_per_egress_pkt_forwarder\": {:.3}, \"cpu_s_sender\": {:.3}, \"cpu_s_forwarder\": {:.3}, \"cpu_s_sinks\": {:.3}, \"cpu_s_process\": {:.3}, \"hit_time_limit\": {}}}",
-                r.pace.map_or("null".to_string(), |p| format!("{{\"load\": {}, \"preset\": {}, \"bursts_per_s\": {}, \"burst\": {}, \"secs\": {}}}", json_str(p.label), json_str(p.preset), p.per_s, p.burst, p.secs)),
+                r.pace.as_ref().map_or("null".to_string(), |p| {
+                    let classes: Vec<String> = p.classes.iter().map(|c| format!(
+                        "{{\"streams_per_room\": {}, \"size\": {}, \"bursts_per_s\": {}, \"burst\": {}, \"forwarded\": {}}}",
+                        c.per_room, c.size, c.per_s, c.burst, c.forwarded)).collect();
+                    format!("{{\"load\": {}, \"preset\": {}, \"secs\": {}, \"rooms\": {}, \"classes\": [{}]}}",
+                            json_str(p.label), json_str(p.preset), p.secs, p.rooms, classes.join(", "))
+                }),
                 json_str(r.profile.name()), r.gso, r.messages, r.size, r.n, r.ingress, r.egress, r.delivered, r.wall_s, r.egress_pps,
                 r.process_cpu_us, r.fwd_cpu_us, r.sender_cpu_s, r.fwd_cpu_s, r.sink_cpu_s, r.process_cpu_s, r.hit_time_limit
             )
