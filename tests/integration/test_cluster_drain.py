@@ -97,7 +97,8 @@ async def test_drain_moves_participants_to_another_node_and_exits_within_the_dea
         timing("SIGTERM to /readyz 503", time.monotonic() - started)
         assert text == "draining"
         assert await http_get(a, "/healthz") == (200, "OK")
-        nodes = await cluster.read("nodes/")
+        # /readyz turns 503 as the drain starts; the etcd write of the state follows it
+        nodes = await wait_until(lambda: _state_if(cluster, a.node_id, "draining"), "A marked draining in etcd")
         assert nodes[a.node_id]["state"] == "draining" and nodes[b.node_id]["state"] == "serving"
 
         for identity in ("alice", "bob"):
@@ -190,6 +191,11 @@ async def test_readyz_is_503_on_every_cluster_role_while_etcd_is_unreachable():
 async def _status_if(node, path: str, status: int):
     got = await http_get(node, path)
     return got if got[0] == status else None
+
+
+async def _state_if(cluster, node_id: str, state: str):
+    nodes = await cluster.read("nodes/")
+    return nodes if nodes.get(node_id, {}).get("state") == state else None
 
 
 async def _any_leave(joined):

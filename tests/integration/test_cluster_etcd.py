@@ -190,16 +190,18 @@ async def test_store_operations_keys_leases_txn_watch(cluster):
         await store.revoke(lease.id)  # revoking twice is fine
 
         seen: list = []
+        # from the revision after now, however late the watch is set up (a watch "from now"
+        # set up after the first put would miss it)
+        _, revision = await store.get_prefix("w/")
 
         async def follow():
-            async with contextlib.aclosing(store.watch_prefix("w/")) as batches:
+            async with contextlib.aclosing(store.watch_prefix("w/", start_revision=revision + 1)) as batches:
                 async for batch in batches:
                     seen.extend((e.kind, e.key, e.value) for e in batch)
                     if len(seen) >= 3:
                         return
 
         watcher = asyncio.create_task(follow())
-        await asyncio.sleep(0.2)  # let the watch start
         await store.put("w/1", b"a")
         await store.put("w/1", b"b")
         await store.delete("w/1")
@@ -517,14 +519,14 @@ async def test_etcd_outage_and_restart(prefix):
         lease_before = a.lease_id
         watch_store = await c.store()
         seen: list = []
+        _, revision = await watch_store.get_prefix("probe/")  # see test_store_operations_keys_leases_txn_watch
 
         async def follow():
-            async with contextlib.aclosing(watch_store.watch_prefix("probe/")) as batches:
+            async with contextlib.aclosing(watch_store.watch_prefix("probe/", start_revision=revision + 1)) as batches:
                 async for batch in batches:
                     seen.extend((e.kind, e.key, e.value) for e in batch)
 
         watcher = asyncio.create_task(follow())
-        await asyncio.sleep(0.2)
         await watch_store.put("probe/before", b"1")
 
         server.stop(kill=True)

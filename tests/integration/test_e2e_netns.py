@@ -145,6 +145,11 @@ async def test_e2e_data_to_everyone_and_to_one(lab, lab_server, agents, tmp_path
     for agent in (alice, carol):
         await agent.wait_event(lambda e: e.get("event") == "data_sent" and e["payload"].endswith("#2"), timeout=10)
     await asyncio.sleep(1.0)
+    # a receiver writes its events after the sender's (another process, through the SFU)
+    for agent in (bob, carol):
+        await agent.wait_event(lambda e: e.get("event") == "data_received" and e["payload"] == "hello-all#2",
+                               timeout=10)
+    await bob.wait_event(lambda e: e.get("event") == "data_received" and e["sender"] == "carol", timeout=10)
     got = {agent.name: [(e["payload"], e["sender"], e["kind"], e["topic"]) for e in agent.events("data_received")]
            for agent in (alice, bob, carol)}
     print(f"data received: {got}")

@@ -110,7 +110,8 @@ async def test_ice_lite_binding_response_and_bound_event(engine):
     response = await ice_check(engine, peer, "srv1")
     assert response.message_class == stun.Class.RESPONSE
     assert response.attributes["XOR-MAPPED-ADDRESS"] == peer.addr
-    await asyncio.sleep(0.05)
+    # the engine hands the bound event over after it sent the response
+    await eventually(lambda: handler.bound, what="bound event")
     assert handler.bound == [peer.addr]
     assert engine.stats()["stun_requests"] == 1
 
@@ -122,11 +123,17 @@ async def test_bad_stun_and_garbage_are_dropped_and_counted(engine):
     target = engine.local_address
     peer.transport.sendto(bytes(binding_request("srv2", "c", "wrong-password-0000000000")), target)
     peer.transport.sendto(bytes(binding_request("nosuchufrag", "c", SERVER_PWD)), target)
-    peer.transport.sendto(os.urandom(200), target)
+    garbage = os.urandom(200)
+    while garbage[0] <= 3:  # a first byte 0-3 would be parsed as STUN (and counted as rejected)
+        garbage = os.urandom(200)
+    peer.transport.sendto(garbage, target)
     peer.transport.sendto(b"\x80\x60\x00", target)                      # truncated RTP
     peer.transport.sendto(b"\x16\xfe\xfd" + os.urandom(40), target)     # DTLS from an unknown address
     peer.transport.sendto(b"\x90" + os.urandom(100), target)            # SRTP from an unknown address
     await asyncio.sleep(0.2)
+    # counted on the engine's thread: wait for the counts, not only for the time
+    await eventually(lambda: engine.stats()["stun_rejected"] >= 2 and engine.stats()["unknown_source"] >= 2,
+                     what="the dropped datagrams counted")
     stats = engine.stats()
     assert stats["stun_rejected"] == 2
     assert stats["unknown_source"] >= 2
@@ -216,6 +223,7 @@ async def test_dtls_through_engine_and_srtp_forwarding(engine):
     bad[-1] ^= 0xFF
     alice.transport.sendto(bytes(bad), engine.local_address)
     await asyncio.sleep(0.1)
+    await eventually(lambda: engine.stats()["srtp_failures"] >= before + 1, what="the failure counted")
     assert engine.stats()["srtp_failures"] == before + 1
     assert bob.media.empty()
 
@@ -513,7 +521,11 @@ async def test_audio_extensions_levels_and_mute(engine):
     seqs = [g["seq"] for g in got]
     assert seqs == [(seqs[0] + i) % 65536 for i in range(10)]
 
-    await eventually(lambda: listener.levels, what="audio levels")
+    # levels go out every 250 ms: an event from the middle of the 10 packets (not yet smoothed
+    # down to -30 dBov) may come before the one that covers the last packets
+    def last_level():
+        return next((item for item in listener.levels[-1] if item.track == track), None) if listener.levels else None
+    await eventually(lambda: last_level() is not None and 29 <= last_level().level <= 45, what="audio levels")
     level = next(item for item in listener.levels[-1] if item.track == track)
     assert 29 <= level.level <= 45 and level.voice  # smoothed from silence towards -30 dBov
     await eventually(lambda: (track, (0,)) in listener.layers, what="layers event")

@@ -157,6 +157,7 @@ async def test_simulcast_selection_switch_and_keyframe_requests(sfu):
     assert pli.media == SSRCS[0]
     await pub.settle(0.3)
     assert not [p for p in pub.rtcp if p.kind == "pli"], "5 PLIs within 500 ms became one"
+    await eventually(lambda: engine.stats()["plis_received"] >= 5, what="the PLIs counted")
     assert engine.stats()["plis_received"] == 5
 
 
@@ -269,6 +270,12 @@ async def test_sender_and_receiver_reports(sfu):
     block = struct.pack("!IIIIII", DT_SSRC, (10 << 24) | 2, 0, 450, lsr, 0)
     sub.send_rtcp(struct.pack("!BBHI", 0x81, 201, 7, SUB_RTCP_SSRC) + block)
     await asyncio.sleep(2.2)
+
+    def outbound():
+        return next((e for e in listener.stats[-1] if e["kind"] == "outbound"), None) if listener.stats else None
+    # stats go out every 2 s: the first one after the report may have been taken just before it
+    await eventually(lambda: outbound() is not None and outbound()["lost"] == 2, timeout=5.0,
+                     what="stats with the subscriber's report")
     out = next(e for e in listener.stats[-1] if e["kind"] == "outbound")
     assert out["lost"] == 2 and abs(out["fraction_lost"] - 10 / 256) < 1e-9
     assert out["jitter_ms"] == 5.0 and "rtt_ms" in out and out["rtt_ms"] < 5000

@@ -21,6 +21,7 @@ from integration.test_engine import (
     Peer,
     binding_request,
     connect_client,
+    eventually,
     ice_check,
     open_peer,
     rtp,
@@ -102,19 +103,22 @@ async def test_framed_binding_request_gets_an_integrity_checked_response(engine)
     # a check with the wrong password is refused (no answer) and the connection stays pending
     peer.transport.sendto(bytes(binding_request("tcp1", "client", "wrong-password-0000000000")))
     await asyncio.sleep(0.1)
+    await eventually(lambda: engine.stats()["stun_rejected"] >= 1, what="the check rejected")
     assert peer.inbox.empty() and not peer.closed.is_set()
     assert engine.stats()["stun_rejected"] == 1
 
     response = await ice_check(engine, peer, "tcp1")  # checks FINGERPRINT and MESSAGE-INTEGRITY
     assert response.message_class == stun.Class.RESPONSE
     assert response.attributes["XOR-MAPPED-ADDRESS"] == peer.addr  # the client's TCP address
-    await asyncio.sleep(0.05)
+    # the bound event and the send counters are published after the response went out
+    await eventually(lambda: handler.bound, what="bound event")
     assert handler.bound == [peer.addr]
+    await eventually(lambda: engine.stats()["tcp_frames_sent"] >= 1, what="the response counted")
     stats = engine.stats()
     assert (stats["tcp_accepted"], stats["tcp_closed"], stats["tcp_garbage"]) == (1, 0, 0)
     assert stats["tcp_frames_sent"] == 1
     peer.transport.close()
-    await asyncio.sleep(0.1)
+    await eventually(lambda: engine.stats()["tcp_closed"] >= 1, what="the close counted")
     assert engine.stats()["tcp_closed"] == 1
 
 
@@ -199,6 +203,8 @@ async def test_pending_connections_are_bounded(engine):
     """MAX_PENDING (64) unauthenticated connections are held; more are closed at once."""
     peers = [await TcpPeer.connect(engine.tcp_address) for _ in range(70)]
     await asyncio.sleep(0.3)
+    await eventually(lambda: sum(p.closed.is_set() for p in peers) >= 6 and engine.stats()["tcp_rejected"] >= 6,
+                     what="the connections over the limit closed")
     closed = [p for p in peers if p.closed.is_set()]
     assert len(closed) == 6
     assert engine.stats()["tcp_rejected"] == 6
@@ -275,7 +281,7 @@ async def test_removing_the_transport_closes_its_connection_and_udp_can_take_ove
     udp = await open_peer()
     response = await ice_check(engine, udp, "moving")
     assert response.attributes["XOR-MAPPED-ADDRESS"] == udp.addr
-    await asyncio.sleep(0.05)
+    await eventually(lambda: len(handler.bound) >= 2, what="bound event for the UDP address")
     assert handler.bound == [tcp.addr, udp.addr]
     # a removed transport takes its connections with it
     other = await TcpPeer.connect(engine.tcp_address)

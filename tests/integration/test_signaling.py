@@ -183,6 +183,9 @@ async def test_silent_client_times_out(server):
         await asyncio.sleep(0.25)
     gone = await alice.expect_update_for("bob", lambda p: p.state == State.DISCONNECTED, timeout=5)
     assert gone.identity == "bob"
+    # alice sent only keepalives, for longer than the timeout: she is still in, still answered
+    assert set(server.node.rooms.get("r1").participants) == {"alice"}
+    assert (await alice.ping()).last_ping_timestamp > 0
     await alice.close(); await bob.close()
 
 

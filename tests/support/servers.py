@@ -28,16 +28,28 @@ API_KEY = "devkey"
 API_SECRET = "secret-secret-secret-secret-secret"
 
 
+# Ports handed out by this process. The kernel picks a bound-then-released port at random, so
+# two picks made before either port is bound (a config's ports, several nodes started at once)
+# can be the same port; a port is therefore never handed out twice.
+_handed_out: set[tuple[int, int]] = set()
+
+
+def _free(kind: int) -> int:
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if (kind, port) not in _handed_out:
+            _handed_out.add((kind, port))
+            return port
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _free(socket.SOCK_STREAM)
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _free(socket.SOCK_DGRAM)
 
 
 def make_config(**sections) -> Config:
