@@ -297,6 +297,32 @@ async def test_transport_wide_feedback_and_stamping(sfu):
     assert got and all(not g["exts"] for g in got), [g["exts"] for g in got]
 
 
+async def test_transport_wide_feedback_keeps_up_with_a_burst(sfu):
+    """A burst that fills the arrival recorder between two 100 ms feedback rounds is reported
+    early, not dropped: every transport-wide number of the burst is in some feedback."""
+    engine, listener, pub, sub, track = sfu
+    engine.set_extensions(pub.handle, twcc=3)
+    publisher = SimulcastPublisher(pub, twcc_id=3)
+    await start_on_top_layer(engine, pub, sub, track, publisher)
+    await pub.settle(0.3)
+    pub.rtcp.clear()
+    first = publisher.twcc_seq + 1
+    for _ in range(1000):  # 3,000 packets, as fast as this loop sends them
+        publisher.frame()
+    last = publisher.twcc_seq
+    reported: set[int] = set()
+    deadline = asyncio.get_running_loop().time() + 5
+    while not set(range(first, last + 1)) <= reported and asyncio.get_running_loop().time() < deadline:
+        try:
+            feedback = await pub.expect_rtcp(lambda p: p.kind == "twcc", timeout=2)
+        except TimeoutError:
+            break  # no more feedback: what is missing was dropped
+        base, count = struct.unpack("!HH", feedback.body[8:12])
+        reported.update(range(base, base + count))
+    missing = sorted(set(range(first, last + 1)) - reported)
+    assert not missing, f"{len(missing)} of {last - first + 1} arrivals never reported (first {missing[:5]})"
+
+
 async def test_garbage_and_replays_are_dropped_and_counted(sfu):
     engine, listener, pub, sub, track = sfu
     publisher = SimulcastPublisher(pub)

@@ -52,6 +52,7 @@ impl Node {
         if let (Some(rec), true) = (t.twcc_in.as_mut(), from_ext.twcc != 0) {
             if let Some(v) = h.extension(from_ext.twcc).filter(|v| v.len() >= 2) {
                 rec.record(u16::from_be_bytes([v[0], v[1]]), now);
+                self.timers.twcc_full |= rec.is_full();
             }
         }
         let Some(route) = self.streams.get(&(transport, ssrc)).copied() else {

@@ -82,6 +82,8 @@ struct Timers {
     levels: u64,
     stats: u64,
     consent: u64,
+    /// A transport-wide recorder filled up since the last feedback round: report it early.
+    twcc_full: bool,
 }
 
 pub struct Node {
@@ -211,6 +213,7 @@ impl Node {
                         for i in 0..n {
                             self.guarded(|node| node.handle_datagram(i, now));
                         }
+                        self.guarded(|node| node.send_early_twcc(now));
                         self.send.flush();
                     }
                 }

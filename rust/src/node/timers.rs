@@ -38,6 +38,7 @@ fn ms(us: u64) -> f64 {
 
 impl Node {
     pub(super) fn on_timers(&mut self, now: u64) {
+        self.send_early_twcc(now); // what ICE-TCP frames filled since the last turn
         if now >= self.timers.fast {
             self.timers.fast = now + FAST_US;
             self.send_nacks(now);
@@ -47,13 +48,12 @@ impl Node {
             self.timers.slow = now + SLOW_US;
             self.timers.slow_ticks += 1;
             self.sweep_layers(now);
+            self.timers.twcc_full = false;
             self.send_twcc(now, false);
             self.send_reports(now, self.timers.slow_ticks % 10);
             if self.timers.slow_ticks.is_multiple_of(ALLOC_TICKS) {
                 self.allocate_bandwidth(now);
             }
-        } else {
-            self.send_twcc(now, true);
         }
         if now >= self.timers.levels {
             self.timers.levels = now + LEVELS_US;
@@ -194,6 +194,15 @@ impl Node {
                     dt.fwd.set_cap(*cap);
                 }
             }
+        }
+    }
+
+    /// Transport-wide feedback for recorders that filled up in the receive batch just handled
+    /// (a burst between two rounds): reported now rather than dropped. A batch (at most
+    /// `BATCH` datagrams) fits in the margin `is_full` leaves.
+    pub(super) fn send_early_twcc(&mut self, now: u64) {
+        if std::mem::take(&mut self.timers.twcc_full) {
+            self.send_twcc(now, true);
         }
     }
 
