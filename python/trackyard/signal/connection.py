@@ -15,12 +15,20 @@ is closed. Incoming requests wait in a bounded queue: a relay pushing faster tha
 handles them waits (`push` is awaited), which stops it reading the client (back-pressure).
 `client_gone()` marks the end of the client's side: the host still gets the requests
 queued before it, then `None`.
+
+Keepalives are the connection's own business: a `ping_req` (or the older `ping`) is
+answered as it is pushed, in order with everything else sent, and never reaches the host.
+Each wakes this process once (every participant pings every `ping_interval` seconds), so
+that wake does as little as it can. Every request pushed counts as hearing from the client
+(`last_heard`); the host's watchdog calls `expire_if_silent`, after which `receive` gives
+``None`` and `timed_out` is set. No timer is armed per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from livekit.protocol import rtc
 
@@ -30,6 +38,10 @@ log = logging.getLogger(__name__)
 
 _CLOSE = object()
 _GONE = object()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class SignalConnection:
@@ -43,6 +55,8 @@ class SignalConnection:
         self._drained = asyncio.Event()
         self.sent = 0
         self.rejected = 0
+        self.last_heard = time.monotonic()  # when the client's last request was pushed
+        self.timed_out = False  # expired by `expire_if_silent`
 
     @property
     def closing(self) -> bool:
@@ -79,14 +93,25 @@ class SignalConnection:
             self._in.get_nowait()
         self._in.put_nowait(_GONE)
 
-    async def receive(self, timeout: float) -> rtc.SignalRequest | None:
-        """The client's next request; ``None`` once the connection closed or the client is
-        gone; raises TimeoutError after ``timeout`` seconds of silence."""
-        if self._closing or (self._gone and self._in.empty()):
+    async def receive(self) -> rtc.SignalRequest | None:
+        """The client's next request (keepalives excepted: answered in `push`); ``None`` once
+        the connection closed, the client is gone or it was silent too long (`timed_out`)."""
+        if self._closing or self.timed_out or (self._gone and self._in.empty()):
             return None
-        async with asyncio.timeout(timeout):
-            item = await self._in.get()
-        return None if item is _GONE else item
+        item = await self._in.get()
+        return None if item is _GONE or self.timed_out else item
+
+    def expire_if_silent(self, timeout: float, now: float) -> bool:
+        """Time the client out if nothing came from it for ``timeout`` seconds (monotonic
+        ``now``): `receive` then gives ``None``. Returns whether it did."""
+        if self._closing or self._gone or self.timed_out or now - self.last_heard < timeout:
+            return False
+        self.timed_out = True
+        try:
+            self._in.put_nowait(_GONE)  # wake the host if it waits
+        except asyncio.QueueFull:
+            pass  # the host is not waiting; its next receive sees `timed_out`
+        return True
 
     async def wait_closed(self) -> None:
         """Until the relay has taken everything up to the close (or the client is gone)."""
@@ -103,8 +128,18 @@ class SignalConnection:
         return item
 
     async def push(self, request: rtc.SignalRequest) -> None:
-        """A request from the client, in order; waits while the incoming queue is full."""
-        if not self._closing and not self._gone:
+        """A request from the client, in order; waits while the incoming queue is full.
+        Keepalives are answered here, without waking the host."""
+        if self._closing or self._gone:
+            return
+        self.last_heard = time.monotonic()
+        kind = request.WhichOneof("message")
+        if kind == "ping_req":
+            self.send(rtc.SignalResponse(pong_resp=rtc.Pong(last_ping_timestamp=request.ping_req.timestamp,
+                                                            timestamp=_now_ms())))
+        elif kind == "ping":
+            self.send(rtc.SignalResponse(pong=_now_ms()))
+        else:
             await self._in.put(request)
 
     def client_gone(self) -> None:

@@ -15,6 +15,8 @@ A relay (``signal.relay``) hands the host an admitted connection (``signal.admis
 
 A connection that vanishes without a leave, or is silent for `signal.ping_timeout`, keeps
 its participant for a resume until `signal.reconnect_timeout` (see ``rooms.manager``).
+Silence is watched by one task per host, not by a timer per request: keepalives are
+answered by the connection itself (``signal.connection``) and only move its `last_heard`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class SignalHost:
         self.node = node
         self.handlers: dict[str, ParticipantSignal] = {}  # by participant sid, for resumes
         self._tasks: set[asyncio.Task] = set()
+        self._served: set[SignalConnection] = set()  # watched for silence
+        self._watchdog: asyncio.Task | None = None
 
     # --- before the upgrade -----------------------------------------------------------
     def check(self, admission: Admission) -> None:
@@ -110,6 +114,25 @@ class SignalHost:
             ),
             api_key=grants.api_key,
         )
+
+    # --- silence ----------------------------------------------------------------------
+    def watch(self, link: SignalConnection) -> None:
+        self._served.add(link)
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = self._spawn(self._watch_silence())
+
+    def unwatch(self, link: SignalConnection) -> None:
+        self._served.discard(link)
+
+    async def _watch_silence(self) -> None:
+        """Times out connections silent for `signal.ping_timeout`, checked a few times per
+        timeout (at most every second); ends when nothing is served."""
+        timeout = float(self.node.config.signal.ping_timeout)
+        while self._served:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic()
+            for link in list(self._served):
+                link.expire_if_silent(timeout, now)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -238,31 +261,26 @@ class HostSession:
     async def _serve(self, room: Room, participant: Participant, handler: ParticipantSignal) -> None:
         link = self.link
         self.host.handlers[participant.sid] = handler
-        timeout = float(self.node.config.signal.ping_timeout)
-        last_heard = time.monotonic()
-        timed_out = False
+        self.host.watch(link)
         try:
             while not link.closing and not participant.closed and participant.sink is link:
-                try:
-                    req = await link.receive(timeout)
-                    last_heard = time.monotonic()
-                except TimeoutError:
-                    timed_out = True
-                    log.info("signal of %s timed out", participant.identity)
-                    break
+                req = await link.receive()
                 if req is None:
+                    if link.timed_out:
+                        log.info("signal of %s timed out", participant.identity)
                     break
                 try:
                     await handler.handle(req)
                 except Exception:  # one bad request must not kill the session
                     log.exception("handling %s from %s failed", req.WhichOneof("message"), participant.identity)
         finally:
+            self.host.unwatch(link)
             if participant.sink is link:
                 # the connection vanished without a leave: keep the participant for a resume
                 participant.sink = None
                 # a silent client vanished when it was last heard from, so that it is removed
                 # about reconnect_timeout after it went quiet, not after timeout + reconnect
-                participant.signal_lost_at = last_heard if timed_out else time.monotonic()
+                participant.signal_lost_at = link.last_heard if link.timed_out else time.monotonic()
                 link.close()
             if participant.closed:
                 self.host.handlers.pop(participant.sid, None)

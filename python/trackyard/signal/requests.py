@@ -7,7 +7,6 @@ it handles each SignalRequest and implements `MediaEvents` for the media transpo
 from __future__ import annotations
 
 import logging
-import time
 
 from livekit.protocol import models, rtc
 
@@ -20,10 +19,6 @@ from trackyard.rooms.room import Room
 log = logging.getLogger(__name__)
 
 Reason = rtc.RequestResponse.Reason
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def track_info_from_request(request: rtc.AddTrackRequest) -> models.TrackInfo:
@@ -77,12 +72,6 @@ class ParticipantSignal:
 
     def _reply(self, **message) -> None:
         self.participant.send(rtc.SignalResponse(**message))
-
-    async def _on_ping(self, timestamp: int) -> None:
-        self._reply(pong=_now_ms())
-
-    async def _on_ping_req(self, ping: rtc.Ping) -> None:
-        self._reply(pong_resp=rtc.Pong(last_ping_timestamp=ping.timestamp, timestamp=_now_ms()))
 
     async def _on_offer(self, offer: rtc.SessionDescription) -> None:
         self.room.mark_joined(self.participant)
