@@ -134,6 +134,8 @@ class SignalConnection:
             return
         self.last_heard = time.monotonic()
         kind = request.WhichOneof("message")
+        if kind in ("ping_req", "ping"):
+            log.debug("%s sent %s", self.label, kind)
         if kind == "ping_req":
             self.send(rtc.SignalResponse(pong_resp=rtc.Pong(last_ping_timestamp=request.ping_req.timestamp,
                                                             timestamp=_now_ms())))
